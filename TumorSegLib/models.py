@@ -1,0 +1,232 @@
+"""The model registry: what each model is, where its weights live, and loading them safely.
+
+The registry is data (``Resources/Models/models.json``); this module gives it types, builds the network
+an entry describes, and fetches weights — from the repository or a URL — verifying every file's SHA-256
+before it is loaded. Downloads go to a cache through a ``.partial`` file renamed into place only once
+the checksum matches, so an interrupted or corrupted download never looks like a good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MODELS_DIR",
+    "WeightFile",
+    "ModelSpec",
+    "load_registry",
+    "get_model",
+    "build_network",
+    "sha256_of",
+    "download",
+    "weights_paths",
+    "load_networks",
+    "WeightsError",
+]
+
+# Model files ship beside the library: <root>/Resources/Models in the repository and in the Slicer extension.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+REGISTRY_FILE = "models.json"
+
+
+class WeightsError(RuntimeError):
+    """Weights that are missing, damaged or cannot be fetched."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weight file: a path relative to the models folder, or a URL, with its checksum and size."""
+
+    sha256: str
+    size: int
+    path: str | None = None
+    url: str | None = None
+    name: str = ""
+
+    @property
+    def file_name(self) -> str:
+        return Path(self.path).name if self.path else self.url.rsplit("/", 1)[-1]  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry.
+
+    Attributes:
+        id: stable identifier used on the command line.
+        architecture: MONAI network class name in ``monai.networks.nets``; ``parameters`` are its arguments.
+        sequences: input sequence keys in channel order (subset of t1, t1c, t2, flair).
+        output: ``"regions"`` — sigmoid channels for the regions in ``channels`` order.
+        spacing: voxel spacing (mm) the model works at; patch_size: sliding-window ROI.
+        weights: one file per ensemble member; all are averaged at inference.
+        postprocessing: parameters of :mod:`TumorSegLib.postprocessing`.
+        temperature: logit temperature per channel (1 = uncalibrated).
+    """
+
+    id: str
+    title: str
+    architecture: str
+    parameters: dict[str, Any]
+    sequences: tuple[str, ...]
+    output: str
+    channels: tuple[str, ...]
+    label_convention: str
+    spacing: tuple[float, float, float]
+    patch_size: tuple[int, int, int]
+    weights: tuple[WeightFile, ...]
+    license: str
+    citation: str
+    card: str = ""
+    postprocessing: dict[str, Any] = field(default_factory=dict)
+    temperature: tuple[float, ...] = ()
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> "ModelSpec":
+        data = dict(entry)
+        data["weights"] = tuple(WeightFile(**w) for w in data["weights"])
+        for key in ("sequences", "channels", "spacing", "patch_size", "temperature"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def load_registry(models_dir: Path | None = None) -> dict[str, ModelSpec]:
+    """All models of the registry file in ``models_dir`` (default :data:`MODELS_DIR`), by id."""
+    path = Path(models_dir or MODELS_DIR) / REGISTRY_FILE
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return {entry["id"]: ModelSpec.from_dict(entry) for entry in document["models"]}
+
+
+def default_model_id(models_dir: Path | None = None) -> str:
+    """The id the registry marks as default."""
+    with open(Path(models_dir or MODELS_DIR) / REGISTRY_FILE, encoding="utf-8") as f:
+        return json.load(f)["default"]
+
+
+def get_model(model_id: str | None = None, models_dir: Path | None = None) -> ModelSpec:
+    """The registry entry ``model_id`` (default: the registry's default).
+
+    Raises:
+        KeyError: naming the known ids, if ``model_id`` is unknown.
+    """
+    registry = load_registry(models_dir)
+    model_id = model_id or default_model_id(models_dir)
+    if model_id not in registry:
+        raise KeyError(f"unknown model '{model_id}'; known models: {', '.join(sorted(registry))}")
+    return registry[model_id]
+
+
+def build_network(spec: ModelSpec):
+    """The untrained MONAI network that ``spec`` describes."""
+    from monai.networks import nets
+
+    try:
+        network_class = getattr(nets, spec.architecture)
+    except AttributeError as error:
+        raise ValueError(f"model '{spec.id}' names architecture '{spec.architecture}', "
+                         "which monai.networks.nets does not have") from error
+    return network_class(**spec.parameters)
+
+
+def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded weights are kept: ``$TUMORSEG_CACHE`` or ``~/.cache/tumorseg/models``."""
+    return Path(os.environ.get("TUMORSEG_CACHE", Path.home() / ".cache" / "tumorseg" / "models"))
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def download(url: str, destination: Path, sha256: str, size: int | None = None,
+             progress: ProgressCallback | None = None, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``destination`` through ``destination.partial``, verifying its SHA-256.
+
+    The partial file is removed on any failure; ``destination`` appears only complete and verified.
+
+    Raises:
+        WeightsError: on network errors or a checksum or size mismatch.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".partial")
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or size or 0)
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if progress:
+                    progress(received, total)
+        if size is not None and received != size:
+            raise WeightsError(f"download of {url} gave {received} bytes, expected {size}; try again")
+        if digest.hexdigest() != sha256:
+            raise WeightsError(f"download of {url} has SHA-256 {digest.hexdigest()}, expected {sha256}: "
+                               "the file is damaged or not the registered one; it was discarded")
+        os.replace(partial, destination)
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise WeightsError(f"cannot download {url}: {error}. Check the network connection, "
+                           f"or place the file at {destination} by hand") from error
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def _verified(path: Path, weight: WeightFile) -> Path:
+    actual = sha256_of(path)
+    if actual != weight.sha256:
+        raise WeightsError(f"weights {path} have SHA-256 {actual}, expected {weight.sha256}: the file is damaged "
+                           "or was replaced; restore it (git checkout, or delete it to download again)")
+    return path
+
+
+def weights_paths(spec: ModelSpec, models_dir: Path | None = None, cache_dir: Path | None = None,
+                  progress: ProgressCallback | None = None) -> list[Path]:
+    """Local, verified paths of every weight file of ``spec``, downloading what is missing."""
+    paths = []
+    for weight in spec.weights:
+        if weight.path:
+            local = Path(models_dir or MODELS_DIR) / weight.path
+            if not local.exists():
+                raise WeightsError(f"weights of model '{spec.id}' are missing: {local}")
+        else:
+            local = Path(cache_dir or default_cache_dir()) / spec.id / weight.file_name
+            if not local.exists():
+                download(weight.url, local, weight.sha256, weight.size, progress)  # type: ignore[arg-type]
+        paths.append(_verified(local, weight))
+    return paths
+
+
+def load_networks(spec: ModelSpec, device: str = "cpu", models_dir: Path | None = None,
+                  members: Sequence[int] | None = None, cache_dir: Path | None = None) -> list:
+    """Build and load every ensemble member of ``spec`` (or those in ``members``), in eval mode."""
+    import torch
+
+    paths = weights_paths(spec, models_dir, cache_dir)
+    chosen = range(len(paths)) if members is None else members
+    networks = []
+    for index in chosen:
+        network = build_network(spec)
+        state = torch.load(paths[index], map_location="cpu", weights_only=True)
+        network.load_state_dict({k: v.float() for k, v in state.items()})
+        networks.append(network.to(device).eval())
+    return networks
