@@ -11,8 +11,117 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+class CommandError(Exception):
+    """A user error: printed without a traceback, exit status 2."""
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+def _progress(fraction: float, message: str) -> None:
+    # One line per step; the Slicer module parses "[progress NN%] message".
+    print(f"[progress {round(100 * fraction):3d}%] {message}", flush=True)
+
+
+def _json_path(output: Path) -> Path:
+    name = output.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
+        if name.endswith(suffix):
+            return output.with_name(name[: -len(suffix)] + ".json")
+    return output.with_name(name + ".json")
+
+
+def _write_segmentation(result, output: Path, convention: str | None) -> dict:
+    from .labels import from_internal_labels
+    from .volume import write_volume
+
+    convention = convention or result.model.label_convention
+    write_volume(result.labels.with_array(from_internal_labels(result.labels.array, convention)), output)
+    summary = {"output": str(output), "label_convention": convention, **result.summary()}
+    _json_path(output).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _segment(args: argparse.Namespace) -> int:
+    import time
+
+    from .pipeline import segment
+    from .volume import read_volume
+
+    start = time.perf_counter()
+    paths = {key: getattr(args, key) for key in ("t1", "t1c", "t2", "flair") if getattr(args, key)}
+    if not paths:
+        raise CommandError("give the input volumes: --t1 --t1c --t2 --flair (at least --t1c or --flair)")
+    _progress(0.0, "reading images")
+    images = {key: read_volume(path) for key, path in paths.items()}
+    read_seconds = time.perf_counter() - start
+    result = segment(images, args.model, args.device, flips=args.flips, progress=_progress)
+    result.timings_s = {"read": read_seconds, **result.timings_s}
+    output = Path(args.output)
+    summary = _write_segmentation(result, output, args.label_convention)
+    summary["timings_s"]["total"] = round(time.perf_counter() - start, 2)
+    _json_path(output).write_text(json.dumps(summary, indent=2))
+    _log(json.dumps({"output": str(output), "volumes_ml": summary["volumes_ml"]}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .labels import to_internal_labels
+    from .metrics import evaluate_labels
+    from .volume import read_volume, same_grid
+
+    prediction, truth = read_volume(args.pred), read_volume(args.gt)
+    if not same_grid(prediction, truth, tolerance_mm=0.01):
+        raise CommandError(f"--pred {args.pred} (shape {prediction.shape}, spacing {prediction.spacing}) and --gt "
+                           f"{args.gt} (shape {truth.shape}, spacing {truth.spacing}) are not on the same grid")
+    try:
+        predicted_labels = to_internal_labels(prediction.array)
+        true_labels = to_internal_labels(truth.array)
+    except ValueError as error:
+        raise CommandError(f"not a tumour label map: {error}") from error
+    metrics = evaluate_labels(predicted_labels, true_labels, truth.spacing, lesion_metrics=not args.no_lesion)
+    text = json.dumps(metrics, indent=2)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .labels import region_masks, to_internal_labels
+    from .metrics import dice
+    from .pipeline import segment
+    from .synthetic import write_synthetic_case
+    from .volume import read_volume
+
+    out = Path(args.output)
+    case = "TumorSeg_Synthetic_1"
+    folder = out / case
+    suffixes = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair", "label": "seg"}
+    files = {key: folder / f"{case}_{suffix}.nii.gz" for key, suffix in suffixes.items()}
+    if not all(path.exists() for path in files.values()):
+        _progress(0.0, "building the synthetic sample case on the MNI ICBM152 template")
+        files = write_synthetic_case(out, case)
+    images = {key: read_volume(path) for key, path in files.items() if key != "label"}
+    result = segment(images, args.model, args.device, progress=_progress)
+    output = out / f"{case}_tumorseg.nii.gz"
+    summary = _write_segmentation(result, output, None)
+    truth = region_masks(to_internal_labels(read_volume(files["label"]).array))
+    predicted = region_masks(result.labels.array)
+    agreement = {region.value: round(dice(predicted[region], truth[region]), 3) for region in truth}
+    summary["dice_vs_synthetic_truth"] = agreement
+    _json_path(output).write_text(json.dumps(summary, indent=2))
+    _log(f"\nSegmentation of the synthetic sample: {output}")
+    _log(f"Model {result.model.id} on {result.device}, {sum(result.timings_s.values()):.1f} s")
+    _log("Region                                   Volume (mL)")
+    names = {"NCR": "necrotic / non-enhancing core", "ED": "oedema", "ET": "enhancing tumour",
+             "TC": "tumour core (NCR+ET)", "WT": "whole tumour (NCR+ED+ET)"}
+    for key, value in summary["volumes_ml"].items():
+        _log(f"  {key:3s} {names[key]:34s} {value:10.2f}")
+    _log(f"Dice against the synthetic ground truth: {agreement}")
+    _log(f"Summary: {_json_path(output)}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -60,6 +169,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tumorseg", description="Brain tumour segmentation from T1, T1c, T2, FLAIR.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    p = commands.add_parser("segment", help="segment a glioma from T1, T1c, T2 and FLAIR volumes")
+    for key, label in (("t1", "T1"), ("t1c", "T1 with contrast"), ("t2", "T2"), ("flair", "FLAIR")):
+        p.add_argument(f"--{key}", help=f"{label} image: NIfTI, NRRD, MHA or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, help="label map to write, e.g. case_seg.nii.gz (+ case_seg.json)")
+    p.add_argument("--model", default=None, help="registry id (default: the registry's default model)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--flips", type=int, default=1, help="test-time flip passes per model, 1-8 (default 1)")
+    p.add_argument("--label-convention", choices=["brats2018", "brats2023"],
+                   help="codes of the written label map (default: the model's; brats2018 = 1/2/4)")
+    p.set_defaults(func=_segment)
+
+    p = commands.add_parser("evaluate", help="compare a label map with a ground truth (Dice, HD95, ...)")
+    p.add_argument("--pred", required=True, help="predicted label map")
+    p.add_argument("--gt", required=True, help="ground-truth label map (BraTS 2018 or 2023 codes)")
+    p.add_argument("--no-lesion", action="store_true", help="skip the lesion-wise metrics")
+    p.add_argument("-o", "--output", help="also write the JSON here")
+    p.set_defaults(func=_evaluate)
+
+    p = commands.add_parser("demo", help="segment the built-in synthetic sample case")
+    p.add_argument("-o", "--output", default="demo_output")
+    p.add_argument("--model", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_demo)
+
     p = commands.add_parser("train", help="train a model on BraTS-format folders (k-fold cross-validation)")
     p.add_argument("data_dir", help="folder of case folders (<case>/<case>_t1.nii.gz ...), or a prepared cache")
     p.add_argument("-o", "--output", default="runs/train", help="output folder (folds.json, fold*/model.pt)")
@@ -81,8 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .models import WeightsError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (CommandError, ValueError, KeyError, FileNotFoundError, WeightsError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"tumorseg {args.command}: error: {message}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -106,12 +106,11 @@ def evaluate_labels(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence
         raise ValueError(f"prediction shape {prediction.shape} differs from ground truth shape {truth.shape}: "
                          "both must be on the same grid")
     predicted_regions, true_regions = region_masks(prediction), region_masks(truth)
-    brain = None
     results: dict[str, dict[str, float]] = {}
     for region in Region:
         p, t = predicted_regions[region], true_regions[region]
         scores = {"dice": dice(p, t), "hd95": hd95(p, t, spacing), "sensitivity": sensitivity(p, t),
-                  "specificity": specificity(p, t, brain),
+                  "specificity": specificity(p, t),
                   "volume_pred_ml": float(p.sum()) * float(np.prod(spacing)) / 1000.0,
                   "volume_true_ml": float(t.sum()) * float(np.prod(spacing)) / 1000.0}
         if lesion_metrics:

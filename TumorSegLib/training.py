@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import Label, REGIONS, to_internal_labels
+from .inference import resolve_device
+from .labels import REGIONS, Label, to_internal_labels
+from .sequences import FILE_SUFFIXES, SEQUENCES
 
 __all__ = [
-    "SEQUENCE_SUFFIXES",
     "find_cases",
     "cache_case",
     "prepare_cache",
@@ -32,13 +33,6 @@ __all__ = [
     "train",
 ]
 
-# File-name suffixes of BraTS folders, per input sequence key.
-SEQUENCE_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "t1": ("t1", "t1n"),
-    "t1c": ("t1ce", "t1c"),
-    "t2": ("t2", "t2w"),
-    "flair": ("flair", "t2f"),
-}
 LABEL_SUFFIXES = ("seg",)
 QUANT_OFFSET = 64.0
 QUANT_SCALE = 16.0  # levels per standard deviation
@@ -56,7 +50,7 @@ def _find_file(folder: Path, case: str, suffixes: Sequence[str]) -> Path | None:
     return None
 
 
-def find_cases(data_dir: Path, sequences: Sequence[str] = ("t1", "t1c", "t2", "flair"),
+def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES,
                need_labels: bool = True) -> dict[str, dict[str, Path]]:
     """Cases of a BraTS-format folder (one sub-folder per case), by case name.
 
@@ -70,7 +64,7 @@ def find_cases(data_dir: Path, sequences: Sequence[str] = ("t1", "t1c", "t2", "f
         raise FileNotFoundError(f"data folder not found: {data_dir}")
     cases, problems = {}, []
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        files = {key: _find_file(folder, folder.name, SEQUENCE_SUFFIXES[key]) for key in sequences}
+        files = {key: _find_file(folder, folder.name, FILE_SUFFIXES[key]) for key in sequences}
         if need_labels:
             files["label"] = _find_file(folder, folder.name, LABEL_SUFFIXES)
         missing = [key for key, path in files.items() if path is None]
@@ -87,7 +81,13 @@ def find_cases(data_dir: Path, sequences: Sequence[str] = ("t1", "t1c", "t2", "f
 def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequence[float],
                out_path: Path) -> dict:
     """Preprocess one case into ``out_path`` (.npz holding ``image`` (C,I,J,K) uint8 and ``label`` uint8)."""
-    from .preprocessing import check_inputs, prepare_input, resample_to_grid, crop, reorient
+    from .preprocessing import (
+        check_inputs,
+        crop,
+        prepare_input,
+        reorient,
+        resample_to_grid,
+    )
     from .volume import read_volume
 
     volumes = [read_volume(files[key]) for key in sequences]
@@ -105,7 +105,7 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     return {"shape": list(image.shape[1:]), "voxels": {k.name: int((label.array == k).sum()) for k in Label}}
 
 
-def prepare_cache(data_dir: Path, cache_dir: Path, sequences: Sequence[str] = ("t1", "t1c", "t2", "flair"),
+def prepare_cache(data_dir: Path, cache_dir: Path, sequences: Sequence[str] = SEQUENCES,
                   spacing: Sequence[float] = (1.0, 1.0, 1.0), log: Callable[[str], None] = print) -> list[str]:
     """Preprocess every case of ``data_dir`` into ``cache_dir`` (skips cases already cached). Returns names."""
     cases = find_cases(Path(data_dir), sequences)
@@ -155,7 +155,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every_s: float = 60.0
     log_every: int = 25
-    sequences: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
+    sequences: tuple[str, ...] = SEQUENCES
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def network_parameters(self) -> dict:
@@ -163,19 +163,6 @@ class TrainConfig:
         return {"spatial_dims": 3, "in_channels": len(self.sequences), "out_channels": len(REGIONS),
                 "init_filters": self.init_filters, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1],
                 "dropout_prob": self.dropout}
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device '{device}': use auto, cpu or cuda")
-    return device
 
 
 def region_channels(label):
@@ -219,8 +206,13 @@ def _sequence_dropout_transform(config: TrainConfig):
 
 
 def _augmentations(config: TrainConfig, device: str):
-    from monai.transforms import (Compose, RandAffined, RandFlipd, RandScaleIntensityd,
-                                  RandShiftIntensityd)
+    from monai.transforms import (
+        Compose,
+        RandAffined,
+        RandFlipd,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
 
     return Compose([
         RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
@@ -405,8 +397,8 @@ def validate(network, cache_dir: Path, cases: Sequence[str], config: TrainConfig
     import torch
     from monai.inferers import sliding_window_inference
 
-    from .metrics import dice as dice_score
     from .labels import region_masks
+    from .metrics import dice as dice_score
 
     network.eval()
     scores = {}

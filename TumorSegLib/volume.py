@@ -123,6 +123,16 @@ def _read_dicom_series(directory: Path) -> "sitk.Image":
     return reader.Execute()
 
 
+def _nifti_non_finite_count(path: Path) -> int:
+    """NaN/inf voxels of a floating-point NIfTI file (ITK's reader silently turns them into 0)."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    if not np.issubdtype(image.get_data_dtype(), np.floating):
+        return 0
+    return int((~np.isfinite(np.asanyarray(image.dataobj))).sum())
+
+
 def read_volume(path: PathLike) -> Volume:
     """Read a 3D image: NIfTI, NRRD, MHA/MHD, or a folder holding one DICOM series.
 
@@ -139,6 +149,9 @@ def read_volume(path: PathLike) -> Volume:
         image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise ValueError(f"cannot read {path} as an image (NIfTI, NRRD, MHA or DICOM series): {error}") from error
+    if path.name.endswith((".nii", ".nii.gz")) and (bad := _nifti_non_finite_count(path)):
+        raise ValueError(f"{path} contains {bad} NaN or infinite voxel values; re-export the image from the scanner "
+                         "or fix the conversion that produced it")
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # some NIfTI writers add a unit 4th axis
         image = image[:, :, :, 0]
     if image.GetDimension() != 3:

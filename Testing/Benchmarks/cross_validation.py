@@ -1,0 +1,96 @@
+"""Cross-validation of the embedded model with the full pipeline, on the shared BraTS 2018 cases.
+
+Each case is segmented by the fold model that never saw it (ensemble member ``k + 1`` for fold ``k``),
+from the original NIfTI files, exactly as ``tumorseg segment`` would. Prints per-case and per-fold
+Dice/HD95 for WT/TC/ET and writes them as JSON; keeps the probabilities (uint8, compressed) for
+post-processing and calibration studies.
+
+    python Testing/Benchmarks/cross_validation.py [--data ../shared/data/brats2018] [--out runs/cv]
+        [--subsets]   also run every sequence subset the model card reports
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from TumorSegLib.inference import Predictor
+from TumorSegLib.labels import to_internal_labels
+from TumorSegLib.metrics import evaluate_labels
+from TumorSegLib.models import MODELS_DIR, get_model
+from TumorSegLib.pipeline import segment
+from TumorSegLib.training import find_cases
+from TumorSegLib.volume import read_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBSETS = {"all four": ("t1", "t1c", "t2", "flair"), "T1c+FLAIR": ("t1c", "flair"),
+           "FLAIR only": ("flair",), "T1c only": ("t1c",)}
+
+
+def summarise(rows: list[dict], key: str = "fold") -> dict:
+    """Mean Dice/HD95 per region, per group and overall."""
+    def mean(group):
+        return {region: {metric: round(float(np.mean([r["metrics"][region][metric] for r in group])), 4)
+                         for metric in ("dice", "hd95")} for region in ("WT", "TC", "ET")}
+    groups = sorted({r[key] for r in rows})
+    return {**{str(g): mean([r for r in rows if r[key] == g]) for g in groups}, "mean": mean(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brats2018"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "cv"))
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--subsets", action="store_true")
+    parser.add_argument("--flips", type=int, default=1)
+    args = parser.parse_args()
+
+    spec = get_model(args.model)
+    folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
+    cases = find_cases(Path(args.data))
+    out = Path(args.out)
+    (out / "probabilities").mkdir(parents=True, exist_ok=True)
+    subsets = SUBSETS if args.subsets else {"all four": SUBSETS["all four"]}
+    rows = []
+    partial = out / "cases.jsonl"  # one line per finished case: progress survives an interruption
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["case"], row["subset"])] = row
+    for k, fold_cases in enumerate(folds):
+        predictor = Predictor(spec, "cpu", members=[k + 1])
+        for case in fold_cases:
+            files = cases[case]
+            images = {key: read_volume(files[key]) for key in spec.sequences}
+            truth = to_internal_labels(read_volume(files["label"]).array)
+            for subset_name, subset in subsets.items():
+                if (case, subset_name) in done:
+                    rows.append(done[(case, subset_name)])
+                    continue
+                start = time.perf_counter()
+                result = segment({key: images[key] for key in subset}, predictor=predictor, flips=args.flips)
+                seconds = time.perf_counter() - start
+                metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
+                rows.append({"case": case, "fold": k, "subset": subset_name, "seconds": round(seconds, 1),
+                             "metrics": metrics})
+                with open(partial, "a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
+                print(f"fold {k} {case} [{subset_name}] {seconds:.1f}s "
+                      + " ".join(f"{r} {m['dice']:.3f}/{m['hd95']:.1f}" for r, m in metrics.items()), flush=True)
+                if subset_name == "all four":
+                    np.savez_compressed(out / "probabilities" / f"{case}.npz",
+                                        probabilities=np.round(result.probabilities.array * 255).astype(np.uint8))
+    results = {"model": spec.id, "flips": args.flips,
+               "by_fold": summarise([r for r in rows if r["subset"] == "all four"]),
+               "by_subset": summarise(rows, "subset"), "cases": rows}
+    (out / "cross_validation.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps({"by_fold": results["by_fold"], "by_subset": results["by_subset"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Print the model card's cross-validation tables (Markdown) from ``cross_validation.json``.
+
+    python Testing/Benchmarks/cv_tables.py [runs/cv/cross_validation.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def row(name: str, count: int, m: dict) -> str:
+    dice = " | ".join(f"{m[r]['dice']:.3f}" for r in ("WT", "TC", "ET"))
+    hd = " | ".join(f"{m[r]['hd95']:.1f}" for r in ("WT", "TC", "ET"))
+    return f"| {name} | {count} | {dice} | {hd} |"
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "cv" / "cross_validation.json"
+    results = json.loads(path.read_text())
+    cases = results["cases"]
+    header = "| {} | Cases | WT Dice | TC Dice | ET Dice | WT HD95 | TC HD95 | ET HD95 |\n|---|---|---|---|---|---|---|---|"
+    print(header.format("Fold"))
+    full = [c for c in cases if c["subset"] == "all four"]
+    for fold, metrics in results["by_fold"].items():
+        count = len(full) if fold == "mean" else sum(c["fold"] == int(fold) for c in full)
+        print(row("**mean**" if fold == "mean" else fold, count, metrics))
+    if len(results["by_subset"]) > 2:
+        print()
+        print(header.format("Sequences given"))
+        for subset in ("all four", "T1c+FLAIR", "FLAIR only", "T1c only"):
+            if subset in results["by_subset"]:
+                count = sum(c["subset"] == subset for c in cases)
+                print(row(subset, count, results["by_subset"][subset]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from TumorSegLib.inference import Predictor, flip_sets, resolve_device
+from TumorSegLib.models import build_network, get_model
+from TumorSegLib.volume import Volume
+
+
+def test_auto_device_is_cpu_without_a_gpu():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU exists")
+def test_asking_for_cuda_without_a_gpu_says_what_to_use():
+    with pytest.raises(RuntimeError, match="--device cpu"):
+        resolve_device("cuda")
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+
+
+def test_flip_sets_start_with_the_identity_and_cover_all_eight():
+    assert flip_sets(1) == [()]
+    assert len(set(flip_sets(8))) == 8
+    with pytest.raises(ValueError):
+        flip_sets(9)
+
+
+class ConstantLogit(torch.nn.Module):
+    """Returns logit = first input channel for each of three outputs (checks flips and averaging)."""
+
+    def forward(self, x):
+        return x[:, :1].repeat(1, 3, 1, 1, 1)
+
+
+def test_flipped_passes_are_flipped_back_before_averaging():
+    spec = get_model("brats18-segresnet8")
+    predictor = Predictor(spec, "cpu", networks=[ConstantLogit()])
+    image = np.random.default_rng(0).normal(size=(4, 20, 24, 28)).astype(np.float32)
+    plain = predictor(Volume(image), flips=[()])
+    flipped = predictor(Volume(image), flips=flip_sets(8))
+    assert np.allclose(plain.array, flipped.array, atol=1e-6)
+    assert np.allclose(plain.array[0], 1 / (1 + np.exp(-image[0])), atol=1e-6)
+
+
+def test_real_network_output_has_the_input_grid_and_probabilities():
+    spec = get_model("brats18-segresnet8")
+    torch.manual_seed(0)
+    predictor = Predictor(spec, "cpu", networks=[build_network(spec).eval()])
+    image = Volume(np.zeros((4, 40, 36, 32), np.float32), (1.0, 1.0, 1.0), (3.0, 4.0, 5.0))
+    reported = []
+    out = predictor(image, progress=lambda fraction, message: reported.append(fraction))
+    assert out.array.shape == (3, 40, 36, 32) and out.origin == (3.0, 4.0, 5.0)
+    assert out.array.min() >= 0 and out.array.max() <= 1
+    assert reported == [1.0]
+
+
+def test_temperature_scales_logits():
+    from dataclasses import replace
+
+    spec = replace(get_model("brats18-segresnet8"), temperature=(2.0, 2.0, 2.0))
+    predictor = Predictor(spec, "cpu", networks=[ConstantLogit()])
+    image = np.full((4, 8, 8, 8), 3.0, np.float32)
+    out = predictor(Volume(image))
+    assert np.allclose(out.array, 1 / (1 + np.exp(-1.5)), atol=1e-6)

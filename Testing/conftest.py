@@ -1,0 +1,77 @@
+"""Shared fixtures: the shared BraTS cases (skipped with a reason when absent) and synthetic data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TUMORSEG_SHARED_DATA", ROOT.parent / "shared" / "data" / "brats2018"))
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared BraTS 2018 cases; tests using it skip, saying why, where the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-data test: shared BraTS cases not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def held_out_cases(shared_data):
+    """{case: fold} for the cross-validation split of the embedded model."""
+    import json
+
+    from TumorSegLib.models import MODELS_DIR
+
+    folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
+    return {case: k for k, cases in enumerate(folds) for case in cases}
+
+
+@pytest.fixture(scope="session")
+def synthetic_case_files(tmp_path_factory) -> dict[str, Path]:
+    """The synthetic sample case written as BraTS-layout NIfTI files (made once per session)."""
+    from TumorSegLib.synthetic import write_synthetic_case
+
+    return write_synthetic_case(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_case():
+    from TumorSegLib.synthetic import make_synthetic_case
+
+    return make_synthetic_case()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def brain_phantom(shape=(64, 72, 60), spacing=(1.0, 1.0, 1.0), seed: int = 0):
+    """Four small 'sequences' of an ellipsoid brain with a spherical lesion, and the lesion's labels."""
+    from TumorSegLib.volume import Volume
+
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape, dtype=np.float32)
+    centre = np.array(shape) / 2
+    brain = sum(((g - c) / (0.42 * n)) ** 2 for g, c, n in zip(grid, centre, shape)) < 1
+    lesion = sum((g - c - 6) ** 2 for g, c in zip(grid, centre)) < 8**2
+    core = sum((g - c - 6) ** 2 for g, c in zip(grid, centre)) < 4**2
+    labels = np.zeros(shape, np.uint8)
+    labels[lesion & brain] = 2
+    labels[core & brain] = 3
+    images = {}
+    for index, key in enumerate(("t1", "t1c", "t2", "flair")):
+        image = (100 + 10 * index) * brain + 40 * lesion * brain + rng.normal(0, 2, shape) * brain
+        images[key] = Volume(image.astype(np.float32), spacing)
+    return images, Volume(labels, spacing)

@@ -1,0 +1,51 @@
+"""The four MRI sequences: keys, display names, BraTS file suffixes and the names scanners give them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "guess_sequence", "assign_sequences"]
+
+SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
+DISPLAY_NAMES = {"t1": "T1", "t1c": "T1c (contrast)", "t2": "T2", "flair": "FLAIR"}
+# BraTS file-name suffixes: 2018-2021 names first, then 2023 names.
+FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "t1": ("t1", "t1n"),
+    "t1c": ("t1ce", "t1c", "t1gd"),
+    "t2": ("t2", "t2w"),
+    "flair": ("flair", "t2f"),
+}
+# A segmentation needs at least one of these: enhancement and oedema are invisible without both missing.
+REQUIRED_ANY = ("t1c", "flair")
+
+# Patterns on volume names / DICOM series descriptions, tried in this order (FLAIR before T2, T1c before T1).
+_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
+    ("flair", re.compile(r"flair|t2[\W_]*f(?![a-z])|dark[\W_]*fluid|\btirm\b", re.I)),
+    ("t1c", re.compile(r"t1[\W_]*(ce|c|gd|km|post|\+c|\+ ?gd|contrast)(?![a-z])|(post|gad|gd|contrast|mprage[\W_]*post)"
+                       r"|\+c\b|\bce\b|t1ce", re.I)),
+    ("t2", re.compile(r"t2(?![\W_]*f(?![a-z]))|\bt2w\b|\btse\b", re.I)),
+    ("t1", re.compile(r"t1|mprage|spgr|\bt1n\b|bravo|tfl", re.I)),
+)
+
+
+def guess_sequence(name: str) -> str | None:
+    """Which sequence a volume name or DICOM series description suggests, or ``None``.
+
+    >>> guess_sequence("AX T1 POST GD"), guess_sequence("t2_tse_tra"), guess_sequence("3D FLAIR")
+    ('t1c', 't2', 'flair')
+    """
+    for key, pattern in _PATTERNS:
+        if pattern.search(name):
+            return key
+    return None
+
+
+def assign_sequences(names: Iterable[str]) -> dict[str, str]:
+    """Map each sequence to one of ``names`` (first match wins; a name is used once)."""
+    assigned: dict[str, str] = {}
+    for name in names:
+        key = guess_sequence(name)
+        if key and key not in assigned:
+            assigned[key] = name
+    return assigned
