@@ -9,12 +9,12 @@ STAMP := $(VENV)/.tumorseg-installed
 
 setup: $(STAMP)
 
-# Re-installs only when pyproject.toml or constraints.txt change. torch goes first, pinned, so that pip
+# Re-installs only when pyproject.toml or Resources/Python/{requirements,constraints}.txt change. torch goes first, pinned, so that pip
 # takes the CPU wheel instead of resolving a multi-gigabyte CUDA build.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml Resources/Python/requirements.txt Resources/Python/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test]'
 	touch $@
 
 demo: setup
