@@ -75,3 +75,56 @@ def brain_phantom(shape=(64, 72, 60), spacing=(1.0, 1.0, 1.0), seed: int = 0):
         image = (100 + 10 * index) * brain + 40 * lesion * brain + rng.normal(0, 2, shape) * brain
         images[key] = Volume(image.astype(np.float32), spacing)
     return images, Volume(labels, spacing)
+
+
+class SlicerApplicationStub:
+    """The parts of Slicer's application that MRML logics need, built from the slicer-core wheel.
+
+    Like Slicer's application, it creates an application logic with a data I/O and cache manager,
+    and registers the Colors, Volumes, Segmentations, Tables and Subject hierarchy module logics on
+    the scene, so that MRML behaves as it does inside Slicer (no Qt, no views).
+    """
+
+    def __init__(self, cache_dir):
+        import slicer
+
+        self.scene = slicer.vtkMRMLScene()
+        self.app_logic = slicer.vtkMRMLApplicationLogic()
+        self.app_logic.SetMRMLScene(self.scene)
+        self.cache = slicer.vtkCacheManager()
+        self.cache.SetRemoteCacheDirectory(str(cache_dir))
+        self.io = slicer.vtkDataIOManager()
+        self.io.SetCacheManager(self.cache)
+        self.scene.SetDataIOManager(self.io)
+        self.scene.SetCacheManager(self.cache)
+        self.logics = {}
+        for name, logic_class in (("Colors", slicer.vtkSlicerColorLogic), ("Volumes", slicer.vtkSlicerVolumesLogic),
+                                  ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+                                  ("Tables", slicer.vtkSlicerTablesLogic),
+                                  ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
+            logic = logic_class()
+            logic.SetMRMLApplicationLogic(self.app_logic)
+            logic.SetMRMLScene(self.scene)
+            self.app_logic.SetModuleLogic(name, logic)
+            self.logics[name] = logic
+        self.app_logic.SetColorLogic(self.logics["Colors"])
+
+    def modules(self):
+        """``slicer.modules`` as the application exposes it (``slicer.modules.volumes.logic()``)."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(**{name.lower(): SimpleNamespace(logic=lambda logic=logic: logic)
+                                  for name, logic in self.logics.items()})
+
+
+@pytest.fixture
+def slicer_app(tmp_path):
+    """A real MRML scene with Slicer's module logics registered (slicer.mrmlScene points at it)."""
+    import slicer
+
+    app = SlicerApplicationStub(tmp_path / "cache")
+    previous = getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None)
+    slicer.mrmlScene, slicer.modules = app.scene, app.modules()
+    yield app
+    slicer.mrmlScene, slicer.modules = previous
+    app.scene.Clear(True)

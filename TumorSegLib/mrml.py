@@ -1,0 +1,374 @@
+"""MRML glue: volume nodes ↔ :class:`~TumorSegLib.volume.Volume`, result segmentations, uncertainty
+volumes and results tables, and the observer that keeps the table right while the user edits.
+
+Imports ``slicer`` lazily so the rest of the library never needs it. Runs in Slicer and, for tests,
+on a scene from the ``slicer-core`` wheel (Slicer's own MRML, segmentation and table classes).
+Slicer works in RAS; :class:`Volume` is LPS: the conversion flips x and y.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from .labels import LABELS, REGIONS, Label, LabelInfo, Region
+from .volume import Volume
+
+__all__ = [
+    "TERMINOLOGY_CONTEXT",
+    "AI_HASH_TAG",
+    "TABLE_COLUMNS",
+    "volume_from_node",
+    "add_volume_node",
+    "update_volume_node",
+    "terminology_entry",
+    "create_segmentation_node",
+    "labels_from_segmentation",
+    "edited_labels",
+    "segment_tag",
+    "add_uncertainty_node",
+    "create_results_table",
+    "update_results_table",
+    "ResultsWatcher",
+    "set_uncertainty_overlay",
+    "assign_volume_nodes",
+    "export_segmentation",
+]
+
+_LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+AI_HASH_TAG = "TumorSeg.AIResultSHA1"  # segment tag: SHA-1 of the mask as the model produced it
+TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited")
+REGION_ROWS = ("NCR", "ED", "ET", "TC", "WT")
+
+
+def _slicer():
+    import slicer
+
+    return slicer
+
+
+def _matrix_to_numpy(matrix) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _numpy_to_matrix(array: np.ndarray):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def volume_from_node(node) -> Volume:
+    """The voxels and LPS geometry of a scalar volume node, parent linear transforms applied.
+
+    Raises:
+        ValueError: if the node has no image data or sits under a non-linear transform.
+    """
+    slicer = _slicer()
+    if node is None or node.GetImageData() is None:
+        raise ValueError(f"volume '{node.GetName() if node else None}' holds no image data")
+    import vtk
+
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    matrix = _matrix_to_numpy(ijk_to_ras)
+    transform_node = node.GetParentTransformNode()
+    if transform_node is not None:
+        if not transform_node.IsTransformToWorldLinear():
+            raise ValueError(f"volume '{node.GetName()}' is under a non-linear transform: harden it first "
+                             "(Data module, right-click → Harden transform)")
+        to_world = vtk.vtkMatrix4x4()
+        transform_node.GetMatrixTransformToWorld(to_world)
+        matrix = _matrix_to_numpy(to_world) @ matrix
+    lps = _LPS_RAS @ matrix
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    array = slicer.util.arrayFromVolume(node)  # [k, j, i]
+    return Volume(np.ascontiguousarray(array.transpose(2, 1, 0)), tuple(spacing), tuple(lps[:3, 3]),
+                  lps[:3, :3] / spacing)
+
+
+def _ijk_to_ras(volume: Volume):
+    return _numpy_to_matrix(_LPS_RAS @ volume.affine)
+
+
+def update_volume_node(node, volume: Volume) -> None:
+    """Put a 3D volume's voxels and geometry into an existing volume node."""
+    slicer = _slicer()
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array.transpose(2, 1, 0)))
+    node.SetIJKToRASMatrix(_ijk_to_ras(volume))
+
+
+def add_volume_node(scene, volume: Volume, name: str, node_class: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node (unique name derived from ``name``) holding ``volume``, with display nodes."""
+    node = scene.AddNewNodeByClass(node_class, scene.GenerateUniqueName(name))
+    update_volume_node(node, volume)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def terminology_entry(info: LabelInfo) -> str:
+    """Slicer terminology string (SNOMED CT category and type) of a tumour label."""
+    slicer = _slicer()
+    entry = slicer.vtkSlicerTerminologyEntry()
+    entry.SetTerminologyContextName(TERMINOLOGY_CONTEXT)
+    for coded, (code, meaning) in ((entry.GetCategoryObject(), info.category), (entry.GetTypeObject(), info.type)):
+        coded.SetCodingSchemeDesignator("SCT")
+        coded.SetCodeValue(code)
+        coded.SetCodeMeaning(meaning)
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(entry)
+
+
+def _oriented_mask(mask: np.ndarray, volume: Volume):
+    """A binary ``vtkOrientedImageData`` of ``mask`` ([i, j, k]) on ``volume``'s grid."""
+    slicer = _slicer()
+    import vtk
+    from vtk.util import numpy_support
+
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(*mask.shape)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    scalars[:] = np.ascontiguousarray(mask.transpose(2, 1, 0), dtype=np.uint8).ravel()
+    image.SetImageToWorldMatrix(_ijk_to_ras(volume))
+    return image
+
+
+def segment_tag(segment, name: str) -> str | None:
+    """A segment tag's value, or ``None`` when the segment has no such tag."""
+    import vtk
+
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(name, value) else None
+
+
+def _mask_sha1(mask: Volume) -> str:
+    """Checksum of a mask in LPS index order, so a grid stored with axes flipped (as saving a left-handed
+    volume may do) gives the same value."""
+    from .preprocessing import reorient
+
+    canonical = reorient(mask.with_array(mask.array.astype(np.uint8)))
+    return hashlib.sha1(np.packbits(canonical.array.astype(bool)).tobytes()).hexdigest()
+
+
+def create_segmentation_node(scene, labels: Volume, reference_node, name: str, show_3d: bool = True):
+    """A new segmentation node with one segment per tumour label, on ``reference_node``'s geometry.
+
+    Segments are named and coloured from :data:`~TumorSegLib.labels.LABELS`, carry SNOMED CT terminology,
+    and remember (as a tag) a checksum of the AI result so later edits can be recognised. A label the
+    model did not find still gets its (empty) segment, ready to be painted.
+    """
+    slicer = _slicer()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    segmentation = node.GetSegmentation()
+    tag = slicer.vtkSegment.GetTerminologyEntryTagName()
+    for info in LABELS:
+        mask = labels.array == info.label
+        segmentation.AddEmptySegment(info.key, info.name, list(info.color))
+        segment = segmentation.GetSegment(info.key)
+        segment.SetTag(tag, terminology_entry(info))
+        segment.SetTag(AI_HASH_TAG, _mask_sha1(labels.with_array(mask)))
+        if mask.any():
+            slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+                _oriented_mask(mask, labels), node, info.key,
+                slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+    if show_3d:
+        node.CreateClosedSurfaceRepresentation()
+    return node
+
+
+def labels_from_segmentation(segmentation_node, reference_node) -> Volume:
+    """Internal label map (NCR 1, ED 2, ET 3) of the tumour segments, on ``reference_node``'s grid."""
+    slicer = _slicer()
+    import vtk
+
+    scene = segmentation_node.GetScene()
+    ids = vtk.vtkStringArray()
+    present = [info for info in LABELS if segmentation_node.GetSegmentation().GetSegment(info.key)]
+    for info in present:
+        ids.InsertNextValue(info.key)
+    reference = volume_from_node(reference_node)
+    if not present:
+        return reference.with_array(np.zeros(reference.shape, np.uint8))
+    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__TumorSeg_export__")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, ids, temporary, reference_node):
+            raise RuntimeError(f"could not export the segments of '{segmentation_node.GetName()}'")
+        exported = volume_from_node(temporary).array  # 1..n in the order of `present`
+    finally:
+        scene.RemoveNode(temporary)
+    out = np.zeros(reference.shape, np.uint8)
+    for index, info in enumerate(present, start=1):
+        out[exported == index] = info.label
+    return reference.with_array(out)
+
+
+def edited_labels(segmentation_node, labels: Volume) -> set[str]:
+    """Keys (NCR, ED, ET) of segments whose mask differs from the AI result they were created with."""
+    segmentation = segmentation_node.GetSegmentation()
+    edited = set()
+    for info in LABELS:
+        segment = segmentation.GetSegment(info.key)
+        if segment is None:
+            edited.add(info.key)  # deleted by the user
+            continue
+        if segment_tag(segment, AI_HASH_TAG) != _mask_sha1(labels.with_array(labels.array == info.label)):
+            edited.add(info.key)
+    return edited
+
+
+def add_uncertainty_node(scene, uncertainty: Volume, name: str):
+    """A scalar volume (0–1) with a perceptual colour map, windowed to the full 0–1 range."""
+    node = add_volume_node(scene, uncertainty.with_array(uncertainty.array.astype(np.float32)), name)
+    display = node.GetDisplayNode()
+    for color_id in ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLColorTableNodeInferno",
+                     "vtkMRMLColorTableNodeIron"):
+        if scene.GetNodeByID(color_id):
+            display.SetAndObserveColorNodeID(color_id)
+            break
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(0.0, 1.0)
+    node.SetAttribute("TumorSeg.Role", "uncertainty")
+    return node
+
+
+def _region_labels(row: str) -> frozenset[Label]:
+    return REGIONS[Region(row)] if row in ("TC", "WT") else frozenset({Label[row]})
+
+
+def create_results_table(scene, name: str):
+    """A table node with the results columns (one row per region: NCR, ED, ET, TC, WT)."""
+    import vtk
+
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
+    for column, array_class in zip(TABLE_COLUMNS, (vtk.vtkStringArray, vtk.vtkDoubleArray, vtk.vtkIntArray,
+                                                   vtk.vtkDoubleArray, vtk.vtkStringArray)):
+        array = array_class()
+        array.SetName(column)
+        table.AddColumn(array)
+    table.SetColumnUnitLabel("Volume (mL)", "mL")
+    table.SetColumnDescription("Mean uncertainty", "mean normalised entropy (0-1) inside the region")
+    table.SetColumnDescription("Edited", "the region's segments differ from the AI result")
+    for _ in REGION_ROWS:
+        table.AddEmptyRow()
+    table.SetAttribute("TumorSeg.Role", "results")
+    return table
+
+
+def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str]) -> None:
+    """Fill the results table from an internal label map (and uncertainty map on the same grid)."""
+    edited = set(edited)
+    vtk_table = table.GetTable()
+    for row, key in enumerate(REGION_ROWS):
+        members = _region_labels(key)
+        mask = np.isin(labels.array, [int(m) for m in members])
+        voxels = int(mask.sum())
+        mean_uncertainty = float(uncertainty.array[mask].mean()) if uncertainty is not None and voxels else float("nan")
+        is_edited = any(m.name in edited for m in members)
+        vtk_table.GetColumnByName("Region").SetValue(row, key)
+        vtk_table.GetColumnByName("Volume (mL)").SetValue(row, round(voxels * labels.voxel_volume_ml, 3))
+        vtk_table.GetColumnByName("Voxels").SetValue(row, voxels)
+        vtk_table.GetColumnByName("Mean uncertainty").SetValue(row, round(mean_uncertainty, 4))
+        vtk_table.GetColumnByName("Edited").SetValue(row, "yes" if is_edited else "no")
+    vtk_table.Modified()
+    table.Modified()
+
+
+class ResultsWatcher:
+    """Keeps a results table in step with a segmentation the user edits.
+
+    Observes the segmentation node's segment events; on each change it re-exports the label map,
+    recomputes volumes, marks edited regions and calls ``on_update(labels, edited)``.
+    """
+
+    def __init__(self, segmentation_node, reference_node, table_node, uncertainty_node=None,
+                 on_update: Callable[[Volume, set[str]], None] | None = None):
+        self.segmentation_node = segmentation_node
+        self.reference_node = reference_node
+        self.table_node = table_node
+        self.uncertainty_node = uncertainty_node
+        self.on_update = on_update
+        self._observers: list[int] = []
+        self._uncertainty: Volume | None = None
+
+    def start(self) -> "ResultsWatcher":
+        slicer = _slicer()
+        for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentAdded,
+                      slicer.vtkSegmentation.SegmentRemoved):
+            self._observers.append(self.segmentation_node.AddObserver(event, self._on_segments_changed))
+        return self
+
+    def stop(self) -> None:
+        for tag in self._observers:
+            self.segmentation_node.RemoveObserver(tag)
+        self._observers.clear()
+
+    def _on_segments_changed(self, caller=None, event=None) -> None:
+        self.update()
+
+    def update(self) -> tuple[Volume, set[str]]:
+        """Recompute the table now; returns (labels, edited keys)."""
+        labels = labels_from_segmentation(self.segmentation_node, self.reference_node)
+        if self.uncertainty_node is not None and self._uncertainty is None:
+            self._uncertainty = volume_from_node(self.uncertainty_node)
+        uncertainty = self._uncertainty if self._uncertainty is not None and \
+            self._uncertainty.shape == labels.shape else None
+        edited = edited_labels(self.segmentation_node, labels)
+        update_results_table(self.table_node, labels, uncertainty, edited)
+        if self.on_update:
+            self.on_update(labels, edited)
+        return labels, edited
+
+
+def set_uncertainty_overlay(scene, uncertainty_node, background_node=None, visible: bool = True,
+                            opacity: float = 0.4) -> int:
+    """Show (or hide) the uncertainty map as the foreground layer of every slice view; returns views set."""
+    count = 0
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        if background_node is not None:
+            composite.SetBackgroundVolumeID(background_node.GetID())
+        composite.SetForegroundVolumeID(uncertainty_node.GetID() if visible and uncertainty_node else None)
+        composite.SetForegroundOpacity(opacity if visible else 0.0)
+        count += 1
+    return count
+
+
+def assign_volume_nodes(scene, series_description: Callable[[object], str | None] | None = None) -> dict[str, object]:
+    """Guess which scalar volume node is which sequence from node names and DICOM series descriptions.
+
+    Label maps and TumorSeg's own outputs are skipped; each node is used at most once, the first
+    match in scene order wins. ``series_description(node)`` may return the DICOM (0008,103E) text.
+    """
+    from .sequences import guess_sequence
+
+    assigned: dict[str, object] = {}
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+        if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute("TumorSeg.Role"):
+            continue
+        texts = [series_description(node) if series_description else None, node.GetName()]
+        for text in filter(None, texts):
+            key = guess_sequence(text)
+            if key:
+                if key not in assigned:
+                    assigned[key] = node
+                break
+    return assigned
+
+
+def export_segmentation(segmentation_node, reference_node, path, convention: str = "brats2018"):
+    """Write the (possibly edited) tumour segments as a label map file (NIfTI/NRRD by extension)."""
+    from .labels import from_internal_labels
+    from .volume import write_volume
+
+    labels = labels_from_segmentation(segmentation_node, reference_node)
+    return write_volume(labels.with_array(from_internal_labels(labels.array, convention)), path)
