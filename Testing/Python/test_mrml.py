@@ -107,7 +107,7 @@ def test_results_table_lists_volumes_and_follows_edits(slicer_app, case):
     table = mrml.create_results_table(scene, "Case volumes")
     updates = []
     watcher = mrml.ResultsWatcher(segmentation, reference, table, uncertainty,
-                                  on_update=lambda l, e: updates.append(e)).start()
+                                  on_update=lambda labels, edited: updates.append(edited)).start()
     watcher.update()
     rows = {table.GetCellText(r, 0): r for r in range(table.GetNumberOfRows())}
     assert list(rows) == ["NCR", "ED", "ET", "TC", "WT"]
