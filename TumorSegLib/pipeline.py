@@ -18,7 +18,8 @@ from .inference import Predictor, flip_sets
 from .labels import Label, Region, region_masks
 from .models import ModelSpec, get_model
 from .postprocessing import PostProcessing, postprocess
-from .preprocessing import check_inputs, prepare_input, to_reference_grid
+from .preprocessing import check_same_grid, prepare_input, to_reference_grid
+from .qa import run_qa
 from .sequences import DISPLAY_NAMES, REQUIRED_ANY
 from .volume import Volume
 
@@ -48,6 +49,7 @@ class SegmentationResult:
         model: the registry entry used; device: where inference ran.
         sequences_used: the sequences that were given (others entered the model as zeros).
         timings_s: seconds per step.
+        qa: input-quality findings (warnings; errors stop :func:`segment` before it starts).
     """
 
     labels: Volume
@@ -56,6 +58,7 @@ class SegmentationResult:
     device: str
     sequences_used: tuple[str, ...]
     timings_s: dict[str, float] = field(default_factory=dict)
+    qa: list[dict] = field(default_factory=list)
 
     def volumes_ml(self) -> dict[str, float]:
         return region_volumes_ml(self.labels)
@@ -71,6 +74,7 @@ class SegmentationResult:
             "volumes_ml": self.volumes_ml(),
             "grid": {"shape": list(self.labels.shape), "spacing_mm": list(self.labels.spacing)},
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
+            "qa": self.qa,
         }
 
 
@@ -108,7 +112,9 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     spec = predictor.spec if predictor else (model if isinstance(model, ModelSpec) else get_model(model))
     present = _check_sequences(images, spec)
     volumes = [images[key] for key in present]
-    check_inputs(volumes, [DISPLAY_NAMES[k] for k in present])
+    qa_report = run_qa({key: images[key] for key in present})
+    qa_report.raise_for_errors()  # errors stop here, before any work; warnings travel with the result
+    check_same_grid(volumes, [DISPLAY_NAMES[k] for k in present])
 
     start = time.perf_counter()
     report(0.02, "preprocessing")
@@ -136,4 +142,5 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     labels = postprocess(probabilities, postprocessing or PostProcessing.from_dict(spec.postprocessing))
     timings["postprocess"] = time.perf_counter() - start
     report(1.0, "done")
-    return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings)
+    return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings,
+                              qa_report.as_list())

@@ -18,7 +18,7 @@ from .volume import Volume, same_grid
 __all__ = [
     "MODEL_ORIENTATION",
     "PreparedInput",
-    "check_inputs",
+    "check_same_grid",
     "reorient",
     "resample_to_spacing",
     "resample_to_grid",
@@ -35,23 +35,12 @@ __all__ = [
 MODEL_ORIENTATION = "LPS"
 
 
-def check_inputs(volumes: Sequence[Volume], names: Sequence[str]) -> None:
-    """Reject input that would give a meaningless result, saying what to fix.
+def check_same_grid(volumes: Sequence[Volume], names: Sequence[str]) -> None:
+    """Refuse sequences that are not on one voxel grid (image content is checked by :mod:`.qa`).
 
     Raises:
-        ValueError: for 2D or tiny images, NaN/infinite or constant images, or sequences on different grids.
+        ValueError: naming the first sequence whose grid differs and what to do.
     """
-    for volume, name in zip(volumes, names):
-        if min(volume.shape) < 8:
-            raise ValueError(
-                f"{name} has shape {volume.shape}: it is a 2D image or a thin slab; give a 3D volume "
-                "covering the whole brain (at least 8 voxels along every axis)"
-            )
-        if not np.isfinite(volume.array).all():
-            raise ValueError(f"{name} contains NaN or infinite voxel values; re-export the image from the scanner "
-                             "or fix the conversion that produced it")
-        if float(volume.array.max()) == float(volume.array.min()):
-            raise ValueError(f"{name} is constant (every voxel {volume.array.flat[0]}): an empty or failed export")
     for volume, name in zip(volumes[1:], names[1:]):
         if not same_grid(volumes[0], volume, tolerance_mm=0.01):
             raise ValueError(

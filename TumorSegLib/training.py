@@ -81,17 +81,13 @@ def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES,
 def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequence[float],
                out_path: Path) -> dict:
     """Preprocess one case into ``out_path`` (.npz holding ``image`` (C,I,J,K) uint8 and ``label`` uint8)."""
-    from .preprocessing import (
-        check_inputs,
-        crop,
-        prepare_input,
-        reorient,
-        resample_to_grid,
-    )
+    from .preprocessing import check_same_grid, crop, prepare_input, reorient, resample_to_grid
+    from .qa import run_qa
     from .volume import read_volume
 
     volumes = [read_volume(files[key]) for key in sequences]
-    check_inputs(volumes, list(sequences))
+    run_qa(dict(zip(sequences, volumes))).raise_for_errors()
+    check_same_grid(volumes, list(sequences))
     prepared = prepare_input(volumes, spacing, margin=2)
     label = read_volume(files["label"])
     label = label.with_array(to_internal_labels(label.array))

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from Testing.conftest import brain_phantom
+from TumorSegLib.qa import QAError, Severity, check_volume, run_qa
+from TumorSegLib.training import find_cases
+from TumorSegLib.volume import Volume, read_volume
+
+
+def codes(findings):
+    return {f.code for f in findings}
+
+
+@pytest.mark.parametrize("make, code", [
+    (lambda v: Volume(v.array[:, :, :2], v.spacing), "not_3d"),
+    (lambda v: v.with_array(np.full(v.shape, 7.0, np.float32)), "constant"),
+    (lambda v: v.with_array(np.where(v.array > 120, np.inf, v.array)), "not_finite"),
+    (lambda v: Volume(v.array, v.spacing, v.origin, np.diag([1.0, 2.0, 1.0])), "bad_orientation"),
+    (lambda v: Volume(v.array, (0.1, 0.1, 0.1)), "not_head"),
+    (lambda v: v.with_array(v.array - 1024.0), "not_mri"),
+])
+def test_unusable_images_are_errors_with_a_reason(make, code):
+    images, _ = brain_phantom(shape=(80, 90, 70))
+    findings = check_volume(make(images["t1"]), "t1")
+    assert code in codes(findings)
+    assert all(f.severity is Severity.ERROR for f in findings if f.code == code)
+    with pytest.raises(QAError):
+        run_qa({"t1": make(images["t1"])}).raise_for_errors()
+
+
+def test_thick_slices_and_oblique_acquisitions_are_warnings():
+    images, _ = brain_phantom(shape=(80, 90, 30))
+    angle = np.deg2rad(40)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    volume = Volume(images["t1"].array, (1.0, 1.0, 5.0), (0, 0, 0), rotation)
+    report = run_qa({"flair": volume})
+    assert codes(report.warnings) == {"anisotropic", "oblique"} and not report.errors
+    report.raise_for_errors()  # warnings never block
+    assert "5.0" in report.warnings[0].message or "5.0" in report.warnings[1].message
+
+
+def test_a_clean_phantom_passes():
+    images, _ = brain_phantom(shape=(80, 90, 70))
+    assert run_qa({"t1": images["t1"]}).findings == []
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["Brats18_2013_11_1", "Brats18_CBICA_AQQ_1", "Brats18_TCIA10_628_1"])
+def test_swapped_sequences_are_flagged_on_real_cases(shared_data, case):
+    files = find_cases(shared_data)[case]
+    volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    assert run_qa(volumes).findings == []
+    swapped_t2 = dict(volumes, t2=volumes["flair"], flair=volumes["t2"])
+    assert codes(run_qa(swapped_t2).warnings) == {"swapped_t2_flair"}
+    swapped_t1 = dict(volumes, t1=volumes["t1c"], t1c=volumes["t1"])
+    assert codes(run_qa(swapped_t1).warnings) == {"swapped_t1_t1c"}
