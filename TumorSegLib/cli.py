@@ -56,10 +56,27 @@ def _segment(args: argparse.Namespace) -> int:
     _progress(0.0, "reading images")
     images = {key: read_volume(path) for key, path in paths.items()}
     read_seconds = time.perf_counter() - start
-    result = segment(images, args.model, args.device, flips=args.flips, progress=_progress)
+    from .pipeline import ClinicalOptions
+
+    clinical = ClinicalOptions(args.reference, args.register, args.skull_strip, args.n4)
+    result = segment(images, args.model, args.device, flips=args.flips, progress=_progress, clinical=clinical)
     result.timings_s = {"read": read_seconds, **result.timings_s}
+    for finding in result.qa:
+        print(f"[warning] {finding['message']}", flush=True)
     output = Path(args.output)
     summary = _write_segmentation(result, output, args.label_convention)
+    if args.brain_mask and result.brain is not None:
+        from .volume import write_volume
+
+        write_volume(result.brain.mask.with_array(result.brain.mask.array.astype("uint8")), args.brain_mask)
+        summary["brain_mask"] = str(args.brain_mask)
+    if args.uncertainty_map:
+        from .uncertainty import class_probabilities, normalised_entropy
+        from .volume import write_volume
+
+        entropy = normalised_entropy(class_probabilities(result.probabilities.array))
+        write_volume(result.labels.with_array(entropy.astype("float32")), args.uncertainty_map)
+        summary["uncertainty_map"] = str(args.uncertainty_map)
     summary["timings_s"]["total"] = round(time.perf_counter() - start, 2)
     _json_path(output).write_text(json.dumps(summary, indent=2))
     _log(json.dumps({"output": str(output), "volumes_ml": summary["volumes_ml"]}))
@@ -165,6 +182,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _track(args: argparse.Namespace) -> int:
+    from .longitudinal import format_rows, run_track
+
+    result = run_track(args.timeline, args.output, register_visits=not args.no_register,
+                       tolerance_mm=args.tolerance_mm, primary=args.primary,
+                       save_measurements=args.save_measurements)
+    print(json.dumps(result["rows"], indent=2, default=str) if args.json else format_rows(result["rows"]))
+    _log(f"table: {result['table']}\nplot: {result['plot']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tumorseg", description="Brain tumour segmentation from T1, T1c, T2, FLAIR.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="registry id (default: the registry's default model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--flips", type=int, default=1, help="test-time flip passes per model, 1-8 (default 1)")
+    p.add_argument("--reference", choices=["t1", "t1c", "t2", "flair"],
+                   help="sequence whose grid the result is written on (default: T1c, else FLAIR, T2, T1)")
+    p.add_argument("--register", choices=["auto", "on", "off"], default="auto",
+                   help="co-register sequences onto the reference: auto = when on another grid or not aligned")
+    p.add_argument("--skull-strip", choices=["auto", "on", "off"], default="auto",
+                   help="brain extraction (MNI template): auto = when the reference is not skull-stripped")
+    p.add_argument("--n4", action="store_true", help="N4 bias-field correction of every sequence")
+    p.add_argument("--brain-mask", help="also write the brain mask used (when the brain was extracted)")
+    p.add_argument("--uncertainty-map", help="also write the voxel uncertainty (normalised entropy over the "
+                   "labels of the mean probabilities, 0-1) on the input grid to this file")
     p.add_argument("--label-convention", choices=["brats2018", "brats2023"],
                    help="codes of the written label map (default: the model's; brats2018 = 1/2/4)")
     p.set_defaults(func=_segment)
@@ -186,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lesion", action="store_true", help="skip the lesion-wise metrics")
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=_evaluate)
+
+    p = commands.add_parser("track", help="follow one patient over visits: volumes, change, RANO 2.0 category "
+                            "(imaging only), plot")
+    p.add_argument("timeline", help="timeline JSON file (schema tumorseg-timeline, version 1)")
+    p.add_argument("-o", "--output", default=None,
+                   help="folder for timeline_table.csv, timeline_volumes.png, transforms/ (default: the timeline's)")
+    p.add_argument("--no-register", action="store_true", help="trust scanner coordinates; skip rigid registration")
+    p.add_argument("--tolerance-mm", type=float, default=5.0,
+                   help="a lesion farther than this from earlier enhancing tumour is new")
+    p.add_argument("--primary", choices=["bidimensional", "volumetric"], default="bidimensional",
+                   help="method of the 'category' column")
+    p.add_argument("--save-measurements", action="store_true", help="write measurements back into the timeline")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a text table")
+    p.set_defaults(func=_track)
 
     p = commands.add_parser("demo", help="segment the built-in synthetic sample case")
     p.add_argument("-o", "--output", default="demo_output")

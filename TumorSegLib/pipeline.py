@@ -1,7 +1,8 @@
-"""Four MRI volumes in, a tumour label map on the input's own grid out.
+"""Four MRI volumes in, a tumour label map on the reference sequence's own grid out.
 
-:func:`segment` chains the steps — input checks, preprocessing, inference, mapping back to the
-reference grid, post-processing — and times each. It accepts any subset of the model's sequences that
+:func:`segment` chains the steps — input QA, co-registration onto the reference sequence, optional N4
+and brain extraction, preprocessing, inference, mapping back to the reference grid, post-processing —
+and times each. It accepts any subset of the model's sequences that
 holds T1c or FLAIR: missing sequences enter the model as zeros, which the default model was trained
 to expect (random sequence drop-out).
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from .inference import Predictor, flip_sets
 from .labels import Label, Region, region_masks
@@ -23,7 +25,7 @@ from .qa import run_qa
 from .sequences import DISPLAY_NAMES, REQUIRED_ANY
 from .volume import Volume
 
-__all__ = ["SegmentationResult", "segment", "region_volumes_ml"]
+__all__ = ["ClinicalOptions", "SegmentationResult", "segment", "region_volumes_ml"]
 
 Progress = Callable[[float, str], None]
 
@@ -50,6 +52,8 @@ class SegmentationResult:
         sequences_used: the sequences that were given (others entered the model as zeros).
         timings_s: seconds per step.
         qa: input-quality findings (warnings; errors stop :func:`segment` before it starts).
+        reference: the sequence whose grid the results are on; registrations: how each sequence got there.
+        brain: the brain extraction, when one was made; n4: whether bias-field correction ran.
     """
 
     labels: Volume
@@ -59,6 +63,10 @@ class SegmentationResult:
     sequences_used: tuple[str, ...]
     timings_s: dict[str, float] = field(default_factory=dict)
     qa: list[dict] = field(default_factory=list)
+    reference: str = ""
+    registrations: list[dict] = field(default_factory=list)
+    brain: object = None  # clinical.BrainExtraction when the brain was extracted
+    n4: bool = False
 
     def volumes_ml(self) -> dict[str, float]:
         return region_volumes_ml(self.labels)
@@ -75,6 +83,10 @@ class SegmentationResult:
             "grid": {"shape": list(self.labels.shape), "spacing_mm": list(self.labels.spacing)},
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
             "qa": self.qa,
+            "reference": self.reference,
+            "registration": self.registrations,
+            "brain_extraction": self.brain.as_dict() if self.brain is not None else None,
+            "n4_bias_correction": self.n4,
         }
 
 
@@ -89,36 +101,102 @@ def _check_sequences(images: Mapping[str, Volume | None], spec: ModelSpec) -> li
     return present
 
 
+@dataclass(frozen=True)
+class ClinicalOptions:
+    """How to prepare clinical scans (see :mod:`TumorSegLib.clinical`).
+
+    Attributes:
+        reference: sequence whose grid the results are returned on (default: T1c, else FLAIR, T2, T1).
+        register: ``auto`` registers sequences that are on other grids or not aligned; ``on`` always; ``off``
+            never (sequences must then share the reference grid).
+        skull_strip: ``auto`` extracts the brain when the reference image is not skull-stripped.
+        n4: N4 bias-field correction of every sequence.
+    """
+
+    reference: str | None = None
+    register: str = "auto"
+    skull_strip: str = "auto"
+    n4: bool = False
+
+
 def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None = None, device: str = "auto",
             flips: int = 1, progress: Progress | None = None, predictor: Predictor | None = None,
-            postprocessing: PostProcessing | None = None) -> SegmentationResult:
-    """Segment a glioma from co-registered MRI sequences.
+            postprocessing: PostProcessing | None = None,
+            clinical: ClinicalOptions = ClinicalOptions()) -> SegmentationResult:
+    """Segment a glioma from the MRI sequences of one visit.
 
     Args:
         images: volumes by sequence key (``t1``, ``t1c``, ``t2``, ``flair``); missing keys or ``None`` are
-            treated as missing sequences. All given volumes must share one grid.
+            treated as missing sequences. They may lie on different grids (they are co-registered onto the
+            reference sequence unless ``clinical.register`` is ``off``).
         model: registry entry or id (default: the registry's default).
         device: ``auto``, ``cpu`` or ``cuda``.
         flips: test-time flip passes per ensemble member (1 = none, up to 8).
         progress: called with (fraction done, step description).
         predictor: a ready :class:`Predictor` (reuses loaded networks).
         postprocessing: overrides the model's post-processing settings.
+        clinical: co-registration, brain extraction and bias-correction settings.
 
     Raises:
-        ValueError: for missing or inconsistent input, with what to fix.
+        ValueError: for missing, unusable or inconsistent input, with what to fix (nothing is written).
     """
+    from .clinical import (
+        REFERENCE_ORDER,
+        Mode,
+        coregister,
+        extract_brain,
+        is_skull_stripped,
+        n4_bias_correction,
+        refine_with_tumour,
+    )
+    from .qa import check_sequences
+
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     spec = predictor.spec if predictor else (model if isinstance(model, ModelSpec) else get_model(model))
     present = _check_sequences(images, spec)
-    volumes = [images[key] for key in present]
+    report(0.0, "quality checks")
     qa_report = run_qa({key: images[key] for key in present})
     qa_report.raise_for_errors()  # errors stop here, before any work; warnings travel with the result
-    check_same_grid(volumes, [DISPLAY_NAMES[k] for k in present])
+    reference = clinical.reference or next(key for key in REFERENCE_ORDER if key in present)
+    if reference not in present:
+        raise ValueError(f"the reference sequence {DISPLAY_NAMES.get(reference, reference)} was not given")
+    if Mode(clinical.register) is Mode.OFF:
+        check_same_grid([images[reference]] + [images[k] for k in present if k != reference],
+                        [DISPLAY_NAMES[reference]] + [DISPLAY_NAMES[k] for k in present if k != reference])
 
     start = time.perf_counter()
-    report(0.02, "preprocessing")
-    prepared = prepare_input(volumes, spec.spacing, margin=4)
+    report(0.01, "co-registration")
+    aligned, registrations = coregister({key: images[key] for key in present}, reference, clinical.register,
+                                        progress=lambda f, m: report(0.01 + 0.03 * f, m))
+    qa_report.findings += check_sequences(aligned)
+    warnings = [w for record in registrations for w in record.warnings]
+    timings["coregister"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if clinical.n4:
+        report(0.04, "bias-field correction (N4)")
+        aligned = {key: n4_bias_correction(volume) for key, volume in aligned.items()}
+    timings["n4"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    brain = None
+    skull_strip = Mode(clinical.skull_strip)
+    if skull_strip is Mode.ON or (skull_strip is Mode.AUTO and not is_skull_stripped(aligned[reference])):
+        report(0.05, "brain extraction")
+        anatomy = next(key for key in ("t1", "t1c", "t2", "flair") if key in aligned)
+        brain = extract_brain(aligned[anatomy])
+    timings["brain_extraction"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report(0.07, "preprocessing")
+    volumes = [aligned[key] for key in present]
+    # The model sees a little beyond the atlas brain so tumour at its edge is not cut before inference.
+    model_mask = None if brain is None else brain.mask.with_array(
+        ndimage.binary_dilation(brain.mask.array, np.ones((3, 3, 3), bool), iterations=3))
+    if model_mask is not None:
+        volumes = [v.with_array(np.where(model_mask.array, v.array, 0).astype(np.float32)) for v in volumes]
+    prepared = prepare_input(volumes, spec.spacing, margin=4, brain_mask=model_mask)
     channels = np.zeros((len(spec.sequences), *prepared.image.shape), np.float32)
     for index, key in enumerate(present):
         channels[spec.sequences.index(key)] = prepared.image.array[index]
@@ -140,7 +218,17 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     report(0.92, "post-processing")
     probabilities = to_reference_grid(probabilities, prepared, order=1)
     labels = postprocess(probabilities, postprocessing or PostProcessing.from_dict(spec.postprocessing))
+    if brain is not None:
+        # Final brain mask: the atlas brain plus the predicted tumour touching it; nothing outside is kept.
+        brain.mask = refine_with_tumour(brain.mask, labels.array > 0)
+        labels = labels.with_array(np.where(brain.mask.array, labels.array, 0).astype(np.uint8))
     timings["postprocess"] = time.perf_counter() - start
     report(1.0, "done")
-    return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings,
-                              qa_report.as_list())
+    result = SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings,
+                                qa_report.as_list())
+    result.reference = reference
+    result.registrations = [r.as_dict() for r in registrations]
+    result.brain = brain
+    result.n4 = clinical.n4
+    result.qa += [{"severity": "warning", "code": "registration", "sequence": None, "message": w} for w in warnings]
+    return result

@@ -17,7 +17,7 @@ from scipy import ndimage
 from .labels import Label, LabelConvention, from_internal_labels
 from .volume import Volume, write_volume
 
-__all__ = ["SyntheticCase", "make_synthetic_case", "write_synthetic_case", "mni_template"]
+__all__ = ["SyntheticCase", "make_synthetic_case", "write_synthetic_case", "mni_template", "add_synthetic_head"]
 
 # Mean intensity per tissue (CSF, GM, WM, NCR, ED, ET) relative to white matter on T1, per sequence.
 CONTRASTS: dict[str, tuple[float, ...]] = {
@@ -130,3 +130,33 @@ def write_synthetic_case(out_dir: Path, case: str = "TumorSeg_Synthetic_1", seed
     seg = synthetic.labels.with_array(from_internal_labels(synthetic.labels.array, LabelConvention.BRATS2018))
     paths["label"] = write_volume(seg, folder / f"{case}_seg.nii.gz")
     return paths
+
+
+# Head layers outside the brain: (outer distance from the brain in mm, intensity relative to white matter)
+# per sequence: CSF/meninges, skull, scalp fat, then air.
+HEAD_LAYERS: dict[str, tuple[tuple[float, float], ...]] = {
+    "t1": ((3.0, 0.30), (9.0, 0.08), (15.0, 1.30)),
+    "t1c": ((3.0, 0.35), (9.0, 0.08), (15.0, 1.30)),
+    "t2": ((3.0, 1.60), (9.0, 0.10), (15.0, 0.90)),
+    "flair": ((3.0, 0.25), (9.0, 0.08), (15.0, 1.00)),
+}
+
+
+def add_synthetic_head(image: Volume, brain: np.ndarray, sequence: str, seed: int = 0) -> Volume:
+    """Wrap a skull-stripped image in CSF, skull and scalp layers over a noisy air background.
+
+    Gives head images with a known brain mask (``brain``) to measure brain extraction on real brains.
+    Layer intensities are relative to the image's white-matter level (its 75th percentile in the brain).
+    """
+    rng = np.random.default_rng(seed)
+    level = float(np.percentile(image.array[brain], 75))
+    distance = ndimage.distance_transform_edt(~brain, sampling=image.spacing)
+    out = np.where(brain, image.array, 0).astype(np.float32)
+    inner = 0.0
+    for outer, value in HEAD_LAYERS[sequence]:
+        shell = (distance > inner) & (distance <= outer)
+        out[shell] = value * level * (1 + 0.05 * rng.standard_normal(int(shell.sum())))
+        inner = outer
+    air = distance > inner
+    out[air] = np.abs(rng.normal(0, 0.02 * level, int(air.sum())))
+    return image.with_array(out)

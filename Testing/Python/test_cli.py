@@ -134,3 +134,37 @@ def test_demo_segments_the_sample_with_the_default_model(tmp_path, synthetic_cas
     assert summary["dice_vs_synthetic_truth"]["WT"] > 0.85
     truth = to_internal_labels(read_volume(synthetic_case_files["label"]).array)
     assert summary["volumes_ml"]["WT"] == pytest.approx((truth > 0).sum() / 1000, rel=0.25)
+
+
+def test_track_prints_the_timeline_and_writes_table_and_plot(tmp_path, capsys):
+    from TumorSegLib.labels import LabelConvention, from_internal_labels
+
+    def sphere_labels(radius):
+        grid = np.indices((60, 60, 40))
+        distance = np.sqrt(((grid - np.array([30, 30, 20])[:, None, None, None]) ** 2).sum(0))
+        labels = np.zeros((60, 60, 40), np.uint8)
+        labels[distance < radius + 6] = 2
+        labels[distance < radius] = 3
+        return Volume(from_internal_labels(labels, LabelConvention.BRATS2018), (1.0, 1.0, 1.0))
+
+    timepoints = []
+    for index, (date, radius) in enumerate((("2024-01-10", 12), ("20240410", 8), ("2024-07-09", 11))):
+        write_volume(sphere_labels(radius), tmp_path / f"v{index}_seg.nii.gz")
+        timepoints.append({"id": f"v{index}", "date": date, "segmentation": f"v{index}_seg.nii.gz"})
+    timeline = tmp_path / "timeline.json"
+    timeline.write_text(json.dumps({"schema": "tumorseg-timeline", "schema_version": 1, "patient_id": "P1",
+                                    "timepoints": timepoints}))
+    assert main(["track", str(timeline), "--no-register", "--json"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out[: out.rindex("]") + 1])
+    assert [row["timepoint"] for row in rows] == ["v0", "v1", "v2"]
+    assert rows[1]["date"] == "2024-04-10"  # DICOM StudyDate form read as a date
+    assert (tmp_path / "timeline_table.csv").exists() and (tmp_path / "timeline_volumes.png").exists()
+    assert "imaging only" in out
+
+
+def test_track_refuses_a_broken_timeline(tmp_path, capsys):
+    timeline = tmp_path / "timeline.json"
+    timeline.write_text("{not json")
+    assert main(["track", str(timeline)]) == 2
+    assert "timeline" in capsys.readouterr().err.lower()
