@@ -35,6 +35,8 @@ __all__ = [
     "set_uncertainty_overlay",
     "assign_volume_nodes",
     "export_segmentation",
+    "transform_node_from_sitk",
+    "LongitudinalTracker",
 ]
 
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
@@ -372,3 +374,191 @@ def export_segmentation(segmentation_node, reference_node, path, convention: str
 
     labels = labels_from_segmentation(segmentation_node, reference_node)
     return write_volume(labels.with_array(from_internal_labels(labels.array, convention)), path)
+
+
+# --- Longitudinal tracking in the scene -------------------------------------------------------------
+
+TIMELINE_COLUMNS = (
+    ("Timepoint", "timepoint"), ("Date", "date"), ("Days", "days_from_baseline"), ("ET (mL)", "ET_ml"),
+    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
+    ("ET vs nadir (%)", "ET_change_vs_nadir_pct"), ("SPD (mm2)", "spd_mm2"),
+    ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("Category (imaging only)", "category"),
+    ("Edited", "corrected"),
+)
+PLOTTED_REGIONS = ("ET", "TC", "WT")
+
+
+def transform_node_from_sitk(scene, transform, name: str):
+    """A linear transform node that shows a moving image aligned on the fixed one.
+
+    ``transform`` maps fixed points to moving points (LPS, as registration returns); Slicer's
+    transform-to-parent of the moving node is its inverse, in RAS.
+    """
+    probes = np.array([[0, 0, 0], [100, 0, 0], [0, 100, 0], [0, 0, 100]], float)
+    mapped = np.array([transform.TransformPoint([float(c) for c in p]) for p in probes])
+    fixed_to_moving = np.eye(4)
+    fixed_to_moving[:3, :3] = (mapped[1:] - mapped[0]).T / 100.0
+    fixed_to_moving[:3, 3] = mapped[0]
+    ras = _LPS_RAS @ np.linalg.inv(fixed_to_moving) @ _LPS_RAS
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", scene.GenerateUniqueName(name))
+    node.SetMatrixTransformToParent(_numpy_to_matrix(ras))
+    return node
+
+
+class LongitudinalTracker:
+    """One patient's visits in the scene: a :class:`~TumorSegLib.longitudinal.Timeline`, its table node and
+    chart, grouped in the subject hierarchy (patient → one study per visit), kept current while segments
+    are edited. Measurements are always made in each visit's own space.
+    """
+
+    def __init__(self, scene, patient_id: str, primary: str = "bidimensional"):
+        from .longitudinal import Timeline
+
+        self.scene = scene
+        self.timeline = Timeline(patient_id=patient_id)
+        self.primary = primary
+        self.nodes: dict[str, tuple[object, object]] = {}  # visit id → (segmentation, reference volume)
+        self._observers: list[tuple[object, int]] = []
+        self.rows: list[dict] = []
+        self.table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{patient_id} timeline"))
+        self.table.SetAttribute("TumorSeg.Role", "timeline")
+        self.chart = None
+
+    def add_timepoint(self, timepoint_id: str, date, segmentation_node, reference_node, steroids=None,
+                      clinical_status=None):
+        """Add a visit from its segmentation (AI or corrected); returns the timeline's Timepoint."""
+        import slicer
+
+        from .longitudinal import ClinicalStatus, SteroidChange, Timepoint, parse_date
+        from .measurements import measure_labels
+
+        labels = labels_from_segmentation(segmentation_node, reference_node)
+        timepoint = Timepoint(timepoint_id, parse_date(date), measurements=measure_labels(labels),
+                              corrected=bool(edited_labels(segmentation_node, labels)),
+                              steroids=SteroidChange(steroids) if steroids else None,
+                              clinical_status=ClinicalStatus(clinical_status) if clinical_status else None)
+        self.timeline.add(timepoint)
+        self.nodes[timepoint_id] = (segmentation_node, reference_node)
+        self._group_in_hierarchy(timepoint_id, timepoint.date, (segmentation_node, reference_node))
+        tag = segmentation_node.AddObserver(slicer.vtkSegmentation.SegmentModified,
+                                            lambda caller, event, tid=timepoint_id: self.remeasure(tid))
+        self._observers.append((segmentation_node, tag))
+        self.update()
+        return timepoint
+
+    def _group_in_hierarchy(self, timepoint_id: str, date, nodes) -> None:
+        import slicer
+
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        if hierarchy is None:
+            return
+        patient = hierarchy.GetItemChildWithName(hierarchy.GetSceneItemID(), self.timeline.patient_id)
+        if not patient:
+            patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), self.timeline.patient_id)
+        study = hierarchy.CreateStudyItem(patient, f"{timepoint_id} ({date.isoformat()})")
+        hierarchy.SetItemAttribute(study, "DICOM.StudyDate", date.strftime("%Y%m%d"))
+        for node in nodes:
+            item = hierarchy.GetItemByDataNode(node)
+            if item:
+                hierarchy.SetItemParent(item, study)
+            else:  # Slicer's GUI adds items for new nodes; without it (slicer-core) create them here
+                hierarchy.CreateItem(study, node)
+
+    def remeasure(self, timepoint_id: str) -> None:
+        """Measure a visit again from its current segments (called when they are edited)."""
+        from .measurements import measure_labels
+
+        segmentation, reference = self.nodes[timepoint_id]
+        labels = labels_from_segmentation(segmentation, reference)
+        timepoint = self.timeline.get(timepoint_id)
+        timepoint.measurements = measure_labels(labels)
+        timepoint.corrected = bool(edited_labels(segmentation, labels))
+        self.update()
+
+    def update(self) -> list[dict]:
+        """Recompute rows (change, nadir, categories) and refresh the table and chart."""
+        from .longitudinal import timeline_rows
+
+        self.rows = timeline_rows(self.timeline, primary=self.primary)
+        self._fill_table()
+        self._update_chart()
+        return self.rows
+
+    def _fill_table(self) -> None:
+        import vtk
+
+        table = self.table.GetTable()
+        modifying = self.table.StartModify()
+        self.table.RemoveAllColumns()
+        for title, key in TIMELINE_COLUMNS:
+            numeric = key not in ("timepoint", "date", "category", "corrected")
+            array = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
+            array.SetName(title)
+            array.SetNumberOfTuples(len(self.rows))
+            for index, row in enumerate(self.rows):
+                value = row.get(key)
+                if numeric:
+                    array.SetValue(index, float("nan") if value is None else float(value))
+                else:
+                    array.SetValue(index, "yes" if value is True else "no" if value is False else str(value or ""))
+            table.AddColumn(array)
+        self.table.SetColumnDescription("Category (imaging only)",
+                                        "RANO 2.0 imaging-only category: needs clinical confirmation")
+        self.table.Modified()
+        self.table.EndModify(modifying)
+
+    def _update_chart(self) -> None:
+        if self.chart is None:
+            self.chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode",
+                                                      self.scene.GenerateUniqueName(f"{self.timeline.patient_id} volumes"))
+            self.chart.SetTitle(f"{self.timeline.patient_id}: tumour volumes (imaging only)")
+            self.chart.SetXAxisTitle("Days from baseline")
+            self.chart.SetYAxisTitle("Volume (mL)")
+            colours = {"ET": (1.0, 0.85, 0.0), "TC": (0.9, 0.1, 0.1), "WT": (0.1, 0.7, 0.1)}
+            for region in PLOTTED_REGIONS:
+                series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{self.timeline.patient_id} {region}")
+                series.SetAndObserveTableNodeID(self.table.GetID())
+                series.SetXColumnName("Days")
+                series.SetYColumnName(f"{region} (mL)")
+                series.SetPlotType(series.PlotTypeScatter)
+                series.SetMarkerStyle(series.MarkerStyleCircle)
+                series.SetColor(*colours[region])
+                self.chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        self.chart.Modified()
+
+    def align(self, timepoint_id: str):
+        """Rigidly register a visit's reference volume to the baseline's and parent the visit's nodes to
+        the resulting transform, so the visits show aligned; measurements stay native. Returns the node."""
+        from .registration import register
+
+        baseline_id = self.timeline.baseline.id
+        _, fixed = self.nodes[baseline_id]
+        segmentation, moving = self.nodes[timepoint_id]
+        result = register(volume_from_node(fixed), volume_from_node(moving), kind="rigid", working_spacing_mm=2.0,
+                          samples_per_level=10000)
+        node = transform_node_from_sitk(self.scene, result.transform, f"{timepoint_id} to {baseline_id}")
+        for data_node in (segmentation, moving):
+            data_node.SetAndObserveTransformNodeID(node.GetID())
+        return node
+
+    def export(self, csv_path, png_path) -> tuple:
+        """The table as CSV and the volume plot as PNG (same content as ``tumorseg track``)."""
+        from .longitudinal import plot_volumes, write_table_csv
+
+        return write_table_csv(self.rows, csv_path), plot_volumes(self.rows, png_path, self.timeline.patient_id)
+
+    def save(self, path):
+        """The timeline as its versioned JSON file (segmentations exported beside it as NRRD label maps)."""
+        from pathlib import Path
+
+        folder = Path(path).parent
+        for timepoint in self.timeline.timepoints:
+            segmentation, reference = self.nodes[timepoint.id]
+            timepoint.segmentation = export_segmentation(segmentation, reference, folder / f"{timepoint.id}_seg.nrrd")
+            timepoint.label_convention = "brats2018"
+        return self.timeline.save(path)
+
+    def stop(self) -> None:
+        for node, tag in self._observers:
+            node.RemoveObserver(tag)
+        self._observers.clear()

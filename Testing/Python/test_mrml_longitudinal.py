@@ -1,0 +1,130 @@
+"""Longitudinal tracking in a real MRML scene: visits, table, chart, live edits, alignment, export."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from TumorSegLib import mrml
+from TumorSegLib.labels import Label
+from TumorSegLib.longitudinal import run_track
+from TumorSegLib.volume import Volume
+
+
+def visit(radius: float, shift=(0.0, 0.0, 0.0)):
+    """A phantom visit: T1c image and labels of a spherical enhancing lesion with oedema, moved by ``shift``."""
+    shape = (80, 80, 60)
+    grid = np.indices(shape).astype(float)
+    centre = np.array([40, 40, 30]) + np.array(shift)
+    distance = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
+    head = np.sqrt(((grid - (np.array(shape) / 2 + np.array(shift))[:, None, None, None]) ** 2 /
+                    (np.array([34, 34, 26]) ** 2)[:, None, None, None]).sum(0)) < 1
+    labels = np.zeros(shape, np.uint8)
+    labels[(distance < radius + 5) & head] = Label.ED
+    if radius > 0:
+        labels[distance < radius] = Label.ET
+    image = (100.0 * head + 60.0 * (labels == Label.ET) + 20 * (labels == Label.ED)).astype(np.float32)
+    image += np.random.default_rng(0).normal(0, 2, shape).astype(np.float32) * head
+    return Volume(image, (1.0, 1.0, 1.5)), Volume(labels, (1.0, 1.0, 1.5))
+
+
+@pytest.fixture
+def tracker(slicer_app):
+    scene = slicer_app.scene
+    tracker = mrml.LongitudinalTracker(scene, "Patient 7")
+    for index, (date, radius) in enumerate((("2024-01-10", 12), ("20240410", 7), ("2024-07-09", 13))):
+        image, labels = visit(radius)
+        reference = mrml.add_volume_node(scene, image, f"v{index} T1c")
+        segmentation = mrml.create_segmentation_node(scene, labels, reference, f"v{index} TumorSeg", show_3d=False)
+        tracker.add_timepoint(f"v{index}", date, segmentation, reference)
+    yield tracker
+    tracker.stop()
+
+
+def column(table, title):
+    index = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())].index(title)
+    return [table.GetCellText(r, index) for r in range(table.GetNumberOfRows())]
+
+
+def test_each_visit_becomes_a_row_with_volumes_changes_and_a_category(tracker):
+    table = tracker.table
+    assert column(table, "Timepoint") == ["v0", "v1", "v2"]
+    assert column(table, "Date")[1] == "2024-04-10"
+    expected_et = [(visit(r)[1].array == Label.ET).sum() * 1.5 / 1000 for r in (12, 7, 13)]
+    assert [float(v) for v in column(table, "ET (mL)")] == pytest.approx(expected_et, rel=1e-3)
+    change = (expected_et[1] - expected_et[0]) / expected_et[0] * 100
+    assert float(column(table, "ET vs baseline (%)")[1]) == pytest.approx(change, abs=0.01)
+    categories = column(table, "Category (imaging only)")
+    assert categories[1] == "PR" and categories[2] == "PD"  # shrinks by > 50 % SPD, then regrows from the nadir
+
+
+def test_the_chart_plots_et_tc_wt_over_days(tracker):
+    chart = tracker.chart
+    assert chart.GetNumberOfPlotSeriesNodes() == 3
+    names = {chart.GetNthPlotSeriesNode(i).GetYColumnName() for i in range(3)}
+    assert names == {"ET (mL)", "TC (mL)", "WT (mL)"}
+    assert chart.GetNthPlotSeriesNode(0).GetXColumnName() == "Days"
+
+
+def test_visits_are_grouped_by_patient_and_study(tracker, slicer_app):
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer_app.scene)
+    segmentation, _ = tracker.nodes["v1"]
+    study = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(segmentation))
+    assert hierarchy.GetItemAttribute(study, "DICOM.StudyDate") == "20240410"
+    assert hierarchy.GetItemName(hierarchy.GetItemParent(study)) == "Patient 7"
+
+
+def test_editing_a_visit_updates_its_row_live(tracker):
+    import slicer
+
+    segmentation, reference = tracker.nodes["v1"]
+    et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, "ET", reference)
+    before = float(column(tracker.table, "ET (mL)")[1])
+    et[:30] = 0  # the user erases the lower half of the enhancing lesion (arrays are [k, j, i])
+    slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation, "ET", reference)
+    assert float(column(tracker.table, "ET (mL)")[1]) == pytest.approx(et.sum() * 1.5 / 1000, rel=1e-3)
+    assert float(column(tracker.table, "ET (mL)")[1]) < before
+    assert column(tracker.table, "Edited") == ["no", "yes", "no"]
+
+
+def test_a_visit_with_no_enhancing_tumour_is_a_complete_response(slicer_app):
+    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 8")
+    for index, radius in enumerate((10, 0)):
+        image, labels = visit(radius)
+        reference = mrml.add_volume_node(slicer_app.scene, image, f"w{index}")
+        segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, f"w{index}", show_3d=False)
+        tracker.add_timepoint(f"w{index}", f"2024-0{index + 1}-01", segmentation, reference)
+    assert column(tracker.table, "Category (imaging only)")[1] == "CR"
+    tracker.stop()
+
+
+def test_export_and_saved_timeline_match_the_command_line(tracker, tmp_path):
+    csv, png = tracker.export(tmp_path / "table.csv", tmp_path / "plot.png")
+    assert csv.read_text().count("\n") >= 4 and png.stat().st_size > 1000
+    path = tracker.save(tmp_path / "timeline.json")
+    result = run_track(path, tmp_path / "track", register_visits=False)
+    assert [row["ET_ml"] for row in result["rows"]] == [row["ET_ml"] for row in tracker.rows]
+
+
+def test_a_follow_up_is_shown_aligned_on_the_baseline(slicer_app):
+    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 9")
+    for index, shift in enumerate(((0, 0, 0), (5, -3, 2))):
+        image, labels = visit(10, shift)
+        reference = mrml.add_volume_node(slicer_app.scene, image, f"u{index}")
+        segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, f"u{index}", show_3d=False)
+        tracker.add_timepoint(f"u{index}", f"2024-0{index + 1}-01", segmentation, reference)
+    node = tracker.align("u1")
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformToParent(matrix)
+    translation_ras = np.array([matrix.GetElement(r, 3) for r in range(3)])
+    # The follow-up content moved by (5, -3, 2) voxels in LPS index space (1, 1, 1.5 mm): undo it in RAS.
+    expected = -np.array([5.0, -3.0, 3.0]) * np.array([-1, -1, 1])
+    assert np.allclose(translation_ras, expected, atol=1.0)
+    assert tracker.nodes["u1"][1].GetTransformNodeID() == node.GetID()
+    # Measurements stay native: aligning does not change the volumes.
+    assert tracker.update()[1]["ET_ml"] == tracker.rows[0]["ET_ml"]
+    tracker.stop()
+    assert sitk  # SimpleITK imported: registration backend available
