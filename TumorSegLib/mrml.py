@@ -558,6 +558,54 @@ class LongitudinalTracker:
             timepoint.label_convention = "brats2018"
         return self.timeline.save(path)
 
+    def store(self, parameter_node) -> None:
+        """Keep the tracker in a scripted module node (saved with the scene): timeline JSON and node
+        references ``TumorSeg.visit.<id>.segmentation`` / ``.reference``, plus table and chart."""
+        import json
+
+        parameter_node.SetParameter("TumorSeg.timeline", json.dumps(
+            {**self.timeline.to_dict(include_measurements=False), "primary": self.primary}))
+        for timepoint_id, (segmentation, reference) in self.nodes.items():
+            parameter_node.SetNodeReferenceID(f"TumorSeg.visit.{timepoint_id}.segmentation", segmentation.GetID())
+            parameter_node.SetNodeReferenceID(f"TumorSeg.visit.{timepoint_id}.reference", reference.GetID())
+        parameter_node.SetNodeReferenceID("TumorSeg.timelineTable", self.table.GetID())
+        if self.chart is not None:
+            parameter_node.SetNodeReferenceID("TumorSeg.timelineChart", self.chart.GetID())
+
+    @classmethod
+    def restore(cls, parameter_node) -> "LongitudinalTracker | None":
+        """The tracker :meth:`store` kept (e.g. after loading a scene), re-measured and watching edits again."""
+        import json
+
+        import slicer
+
+        from .longitudinal import Timeline
+        from .measurements import measure_labels
+
+        text = parameter_node.GetParameter("TumorSeg.timeline")
+        if not text:
+            return None
+        data = json.loads(text)
+        primary = data.pop("primary", "bidimensional")
+        tracker = cls.__new__(cls)
+        tracker.scene = parameter_node.GetScene()
+        tracker.timeline = Timeline.from_dict(data)
+        tracker.primary = primary
+        tracker.table = parameter_node.GetNodeReference("TumorSeg.timelineTable")
+        tracker.chart = parameter_node.GetNodeReference("TumorSeg.timelineChart")
+        tracker.nodes, tracker._observers, tracker.rows = {}, [], []
+        for timepoint in tracker.timeline.timepoints:
+            segmentation = parameter_node.GetNodeReference(f"TumorSeg.visit.{timepoint.id}.segmentation")
+            reference = parameter_node.GetNodeReference(f"TumorSeg.visit.{timepoint.id}.reference")
+            tracker.nodes[timepoint.id] = (segmentation, reference)
+            labels = labels_from_segmentation(segmentation, reference)
+            timepoint.measurements = measure_labels(labels)
+            tag = segmentation.AddObserver(slicer.vtkSegmentation.SegmentModified,
+                                           lambda caller, event, tid=timepoint.id: tracker.remeasure(tid))
+            tracker._observers.append((segmentation, tag))
+        tracker.update()
+        return tracker
+
     def stop(self) -> None:
         for node, tag in self._observers:
             node.RemoveObserver(tag)

@@ -128,3 +128,22 @@ def test_a_follow_up_is_shown_aligned_on_the_baseline(slicer_app):
     assert tracker.update()[1]["ET_ml"] == tracker.rows[0]["ET_ml"]
     tracker.stop()
     assert sitk  # SimpleITK imported: registration backend available
+
+
+def test_the_timeline_comes_back_after_saving_and_reloading_the_scene(tracker, slicer_app, tmp_path):
+    import slicer
+
+    from Testing.conftest import SlicerApplicationStub
+
+    parameters = slicer_app.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "TumorSeg")
+    tracker.store(parameters)
+    rows = [dict(row) for row in tracker.rows]
+    assert slicer_app.scene.WriteToMRB(str(tmp_path / "patient.mrb"))
+    reloaded = SlicerApplicationStub(tmp_path / "cache2")
+    slicer.mrmlScene = reloaded.scene
+    assert reloaded.scene.ReadFromMRB(str(tmp_path / "patient.mrb"))
+    restored = mrml.LongitudinalTracker.restore(reloaded.scene.GetFirstNodeByName("TumorSeg"))
+    assert [r["ET_ml"] for r in restored.rows] == [r["ET_ml"] for r in rows]
+    assert [r["category"] for r in restored.rows] == [r["category"] for r in rows]
+    assert column(restored.table, "Timepoint") == ["v0", "v1", "v2"]
+    restored.stop()
