@@ -158,6 +158,12 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     report(0.0, "quality checks")
     qa_report = run_qa({key: images[key] for key in present})
     qa_report.raise_for_errors()  # errors stop here, before any work; warnings travel with the result
+    if not {"t2", "flair"} & set(present):
+        from .qa import Finding, Severity
+
+        qa_report.findings.append(Finding(
+            Severity.WARNING, "no_t2_or_flair", "without T2 or FLAIR, oedema is invisible: the whole-tumour and "
+            "oedema contours are unreliable (cross-validated whole-tumour Dice 0.30 with T1c alone); add FLAIR"))
     reference = clinical.reference or next(key for key in REFERENCE_ORDER if key in present)
     if reference not in present:
         raise ValueError(f"the reference sequence {DISPLAY_NAMES.get(reference, reference)} was not given")

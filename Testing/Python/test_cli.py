@@ -168,3 +168,12 @@ def test_track_refuses_a_broken_timeline(tmp_path, capsys):
     timeline.write_text("{not json")
     assert main(["track", str(timeline)]) == 2
     assert "timeline" in capsys.readouterr().err.lower()
+
+
+def test_t1c_alone_runs_but_warns_that_oedema_is_unreliable(synthetic_case_files, tmp_path, capsys):
+    args = ["segment", "--t1c", str(synthetic_case_files["t1c"]), "-o", str(tmp_path / "x.nii.gz"),
+            "--model", FAST_MODEL]
+    assert main(args) == 0
+    assert "[warning] without T2 or FLAIR" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "x.json").read_text())
+    assert [f["code"] for f in summary["qa"]] == ["no_t2_or_flair"]
