@@ -56,10 +56,13 @@ def _segment(args: argparse.Namespace) -> int:
     _progress(0.0, "reading images")
     images = {key: read_volume(path) for key, path in paths.items()}
     read_seconds = time.perf_counter() - start
-    from .pipeline import ClinicalOptions
+    from .pipeline import ClinicalOptions, UncertaintyOptions
 
     clinical = ClinicalOptions(args.reference, args.register, args.skull_strip, args.n4)
-    result = segment(images, args.model, args.device, flips=args.flips, progress=_progress, clinical=clinical)
+    sampling = UncertaintyOptions(args.uncertainty_methods, args.uncertainty_samples, args.time_budget) \
+        if args.uncertainty else None
+    result = segment(images, args.model, args.device, flips=args.flips, progress=_progress, clinical=clinical,
+                     uncertainty=sampling)
     result.timings_s = {"read": read_seconds, **result.timings_s}
     for finding in result.qa:
         print(f"[warning] {finding['message']}", flush=True)
@@ -70,12 +73,19 @@ def _segment(args: argparse.Namespace) -> int:
 
         write_volume(result.brain.mask.with_array(result.brain.mask.array.astype("uint8")), args.brain_mask)
         summary["brain_mask"] = str(args.brain_mask)
+    if args.uncertainty:
+        from .uncertainty import write_uncertainty
+
+        summary["uncertainty"] = write_uncertainty(result.uncertainty, args.uncertainty)
     if args.uncertainty_map:
         from .uncertainty import class_probabilities, normalised_entropy
         from .volume import write_volume
 
-        entropy = normalised_entropy(class_probabilities(result.probabilities.array))
-        write_volume(result.labels.with_array(entropy.astype("float32")), args.uncertainty_map)
+        if result.uncertainty is not None:
+            chosen = getattr(result.uncertainty, args.uncertainty_map_kind)
+        else:  # no sampling: the entropy of the mean probabilities
+            chosen = result.labels.with_array(normalised_entropy(class_probabilities(result.probabilities.array)))
+        write_volume(chosen.with_array(chosen.array.astype("float32")), args.uncertainty_map)
         summary["uncertainty_map"] = str(args.uncertainty_map)
     summary["timings_s"]["total"] = round(time.perf_counter() - start, 2)
     _json_path(output).write_text(json.dumps(summary, indent=2))
@@ -212,8 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="brain extraction (MNI template): auto = when the reference is not skull-stripped")
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction of every sequence")
     p.add_argument("--brain-mask", help="also write the brain mask used (when the brain was extracted)")
-    p.add_argument("--uncertainty-map", help="also write the voxel uncertainty (normalised entropy over the "
-                   "labels of the mean probabilities, 0-1) on the input grid to this file")
+    p.add_argument("--uncertainty", metavar="DIR", help="sample the model and write uncertainty maps (entropy, "
+                   "mutual information, variance, probabilities) to DIR; scores and volume intervals go in the JSON")
+    p.add_argument("--uncertainty-methods", default="ensemble,flips",
+                   help="comma-separated: ensemble, flips, intensity, affine, dropout (default: ensemble,flips)")
+    p.add_argument("--uncertainty-samples", type=int, help="number of samples (default 12)")
+    p.add_argument("--time-budget", type=float, help="seconds for uncertainty sampling on CPU (fewer samples if needed)")
+    p.add_argument("--uncertainty-map", help="also write one voxel uncertainty map (0-1) on the reference grid to "
+                   "this file: the chosen map when sampling, else the label entropy of the mean probabilities")
+    p.add_argument("--uncertainty-map-kind", default="entropy", choices=["entropy", "mutual_information"],
+                   help="which map --uncertainty-map writes when sampling")
     p.add_argument("--label-convention", choices=["brats2018", "brats2023"],
                    help="codes of the written label map (default: the model's; brats2018 = 1/2/4)")
     p.set_defaults(func=_segment)

@@ -33,6 +33,7 @@ __all__ = [
     "update_results_table",
     "ResultsWatcher",
     "set_uncertainty_overlay",
+    "set_uncertainty_columns",
     "assign_volume_nodes",
     "export_segmentation",
     "transform_node_from_sitk",
@@ -42,7 +43,8 @@ __all__ = [
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 AI_HASH_TAG = "TumorSeg.AIResultSHA1"  # segment tag: SHA-1 of the mask as the model produced it
-TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited")
+TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", "AI volume 5-95% (mL)",
+                 "Uncertainty score", "Review first")
 REGION_ROWS = ("NCR", "ED", "ET", "TC", "WT")
 
 
@@ -252,6 +254,7 @@ def create_results_table(scene, name: str):
 
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
     for column, array_class in zip(TABLE_COLUMNS, (vtk.vtkStringArray, vtk.vtkDoubleArray, vtk.vtkIntArray,
+                                                   vtk.vtkDoubleArray, vtk.vtkStringArray, vtk.vtkStringArray,
                                                    vtk.vtkDoubleArray, vtk.vtkStringArray)):
         array = array_class()
         array.SetName(column)
@@ -259,10 +262,29 @@ def create_results_table(scene, name: str):
     table.SetColumnUnitLabel("Volume (mL)", "mL")
     table.SetColumnDescription("Mean uncertainty", "mean normalised entropy (0-1) inside the region")
     table.SetColumnDescription("Edited", "the region's segments differ from the AI result")
+    table.SetColumnDescription("AI volume 5-95% (mL)", "spread of the AI volume over uncertainty samples "
+                               "(model variability, not a confidence interval for the true volume)")
+    table.SetColumnDescription("Uncertainty score", "share of the region where the model is in doubt (0-1)")
+    table.SetColumnDescription("Review first", "the region's uncertainty is high: review it before the others")
     for _ in REGION_ROWS:
         table.AddEmptyRow()
     table.SetAttribute("TumorSeg.Role", "results")
     return table
+
+
+def set_uncertainty_columns(table, record: dict) -> None:
+    """Fill the interval, score and review columns from a ``tumorseg segment`` uncertainty record."""
+    vtk_table = table.GetTable()
+    flagged = set(record.get("flagged", []))
+    for row, key in enumerate(REGION_ROWS):
+        interval = record.get("volumes_ml", {}).get(key)
+        score = record.get("regions", {}).get(key, {}).get("score")
+        vtk_table.GetColumnByName("AI volume 5-95% (mL)").SetValue(
+            row, f"{interval['p5']:.2f} - {interval['p95']:.2f}" if interval else "")
+        vtk_table.GetColumnByName("Uncertainty score").SetValue(row, float("nan") if score is None else round(score, 3))
+        vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
+    vtk_table.Modified()
+    table.Modified()
 
 
 def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str]) -> None:

@@ -25,7 +25,7 @@ from .qa import run_qa
 from .sequences import DISPLAY_NAMES, REQUIRED_ANY
 from .volume import Volume
 
-__all__ = ["ClinicalOptions", "SegmentationResult", "segment", "region_volumes_ml"]
+__all__ = ["ClinicalOptions", "UncertaintyOptions", "SegmentationResult", "segment", "region_volumes_ml"]
 
 Progress = Callable[[float, str], None]
 
@@ -67,6 +67,7 @@ class SegmentationResult:
     registrations: list[dict] = field(default_factory=list)
     brain: object = None  # clinical.BrainExtraction when the brain was extracted
     n4: bool = False
+    uncertainty: object = None  # uncertainty.UncertaintyResult on the reference grid, when sampled
 
     def volumes_ml(self) -> dict[str, float]:
         return region_volumes_ml(self.labels)
@@ -87,6 +88,7 @@ class SegmentationResult:
             "registration": self.registrations,
             "brain_extraction": self.brain.as_dict() if self.brain is not None else None,
             "n4_bias_correction": self.n4,
+            **({"uncertainty": self.uncertainty.summary()} if self.uncertainty is not None else {}),
         }
 
 
@@ -119,10 +121,26 @@ class ClinicalOptions:
     n4: bool = False
 
 
+@dataclass(frozen=True)
+class UncertaintyOptions:
+    """Uncertainty sampling (see :func:`TumorSegLib.uncertainty.estimate_uncertainty`).
+
+    Attributes:
+        methods: comma-separated or list of ensemble, flips, intensity, affine, dropout.
+        samples: number of samples (default: the module's default).
+        time_budget_s: on CPU, stop sampling when the next pass would exceed this many seconds.
+    """
+
+    methods: str = "ensemble,flips"
+    samples: int | None = None
+    time_budget_s: float | None = None
+
+
 def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None = None, device: str = "auto",
             flips: int = 1, progress: Progress | None = None, predictor: Predictor | None = None,
             postprocessing: PostProcessing | None = None,
-            clinical: ClinicalOptions = ClinicalOptions()) -> SegmentationResult:
+            clinical: ClinicalOptions = ClinicalOptions(),
+            uncertainty: UncertaintyOptions | None = None) -> SegmentationResult:
     """Segment a glioma from the MRI sequences of one visit.
 
     Args:
@@ -136,6 +154,8 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
         predictor: a ready :class:`Predictor` (reuses loaded networks).
         postprocessing: overrides the model's post-processing settings.
         clinical: co-registration, brain extraction and bias-correction settings.
+        uncertainty: when given, probabilities are the mean over uncertainty samples, and the result
+            carries the uncertainty maps, region scores and volume intervals on the reference grid.
 
     Raises:
         ValueError: for missing, unusable or inconsistent input, with what to fix (nothing is written).
@@ -215,15 +235,27 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     timings["load_model"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    probabilities = predictor(model_input, flip_sets(flips),
-                              progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message))
-    probabilities = probabilities.with_array(probabilities.array * prepared.brain_mask)
+    settings = postprocessing or PostProcessing.from_dict(spec.postprocessing)
+    sampled = None
+    if uncertainty is None:
+        probabilities = predictor(model_input, flip_sets(flips),
+                                  progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message))
+        probabilities = probabilities.with_array(probabilities.array * prepared.brain_mask)
+    else:
+        from .uncertainty import estimate_uncertainty
+
+        sampled = estimate_uncertainty(predictor, model_input, uncertainty.methods, samples=uncertainty.samples,
+                                       time_budget_s=uncertainty.time_budget_s, brain_mask=prepared.brain_mask,
+                                       postprocessing=settings,
+                                       progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message))
+        probabilities = sampled.probabilities
+        sampled = sampled.mapped(lambda volume, order: to_reference_grid(volume, prepared, order))
     timings["inference"] = time.perf_counter() - start
 
     start = time.perf_counter()
     report(0.92, "post-processing")
     probabilities = to_reference_grid(probabilities, prepared, order=1)
-    labels = postprocess(probabilities, postprocessing or PostProcessing.from_dict(spec.postprocessing))
+    labels = postprocess(probabilities, settings)
     if brain is not None:
         # Final brain mask: the atlas brain plus the predicted tumour touching it; nothing outside is kept.
         brain.mask = refine_with_tumour(brain.mask, labels.array > 0)
@@ -236,5 +268,6 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     result.registrations = [r.as_dict() for r in registrations]
     result.brain = brain
     result.n4 = clinical.n4
+    result.uncertainty = sampled
     result.qa += [{"severity": "warning", "code": "registration", "sequence": None, "message": w} for w in warnings]
     return result

@@ -178,3 +178,22 @@ def test_t1c_alone_runs_but_warns_that_oedema_is_unreliable(synthetic_case_files
     assert "[warning] without T2 or FLAIR" in capsys.readouterr().out
     summary = json.loads((tmp_path / "x.json").read_text())
     assert [f["code"] for f in summary["qa"]] == ["no_t2_or_flair"]
+
+
+def test_segment_with_uncertainty_writes_maps_scores_and_volume_intervals(synthetic_case_files, tmp_path):
+    output = tmp_path / "u_seg.nii.gz"
+    args = segment_args(synthetic_case_files, output, "--uncertainty", str(tmp_path / "maps"),
+                        "--uncertainty-methods", "flips", "--uncertainty-samples", "2",
+                        "--uncertainty-map", str(tmp_path / "entropy.nrrd"))
+    assert main(args) == 0
+    summary = json.loads(output.with_name("u_seg.json").read_text())
+    record = summary["uncertainty"]
+    assert record["methods"] == ["flips"] and record["samples"] == 2
+    assert set(record["regions"]) == {"WT", "TC", "ET"} and "flagged" in record
+    wt = record["volumes_ml"]["WT"]
+    assert wt["p5"] <= wt["p95"] and len(wt["samples"]) == 2
+    entropy = read_volume(tmp_path / "entropy.nrrd")
+    assert same_grid(entropy, read_volume(synthetic_case_files["t1c"]))
+    assert 0 <= entropy.array.min() and entropy.array.max() <= 1
+    for name in record["maps"].values():
+        assert same_grid(read_volume(tmp_path / "maps" / name), entropy)

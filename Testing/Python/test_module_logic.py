@@ -1,0 +1,151 @@
+"""The module's logic end to end on a real MRML scene: child process, segments, table, cancel, save/reload."""
+
+import hashlib
+import time
+
+import numpy as np
+import pytest
+
+from TumorSegLib import mrml
+from TumorSegLib.labels import Label
+from TumorSegLib.segmentation_run import SegmentationRun, run_segmentation
+from TumorSegLib.training import find_cases
+
+FAST_MODEL = "brats18-segresnet8"
+
+
+def scene_snapshot(scene):
+    """Node ids, names and a checksum of every volume's voxels: what 'the scene as it was' means."""
+    import slicer
+
+    snapshot = []
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        digest = ""
+        if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+            digest = hashlib.sha1(slicer.util.arrayFromVolume(node).tobytes()).hexdigest()
+        snapshot.append((node.GetID(), node.GetName(), digest))
+    return snapshot
+
+
+@pytest.fixture
+def shared_case_nodes(slicer_app, shared_data):
+    """The four sequences of a shared case, loaded by Slicer's own volume reader."""
+    files = find_cases(shared_data)["Brats18_TCIA02_135_1"]
+    volumes = slicer_app.logics["Volumes"]
+    return {key: volumes.AddArchetypeVolume(str(files[key]), files[key].name.split(".")[0]) for key in
+            ("t1", "t1c", "t2", "flair")}
+
+
+@pytest.fixture
+def synthetic_nodes(slicer_app, synthetic_case):
+    return {key: mrml.add_volume_node(slicer_app.scene, volume, f"Synthetic_{key}")
+            for key, volume in synthetic_case.images.items()}
+
+
+@pytest.mark.realdata
+def test_a_shared_case_becomes_segments_an_uncertainty_volume_and_a_table(slicer_app, shared_case_nodes):
+    import slicer
+
+    progress = []
+    result = run_segmentation(slicer_app.scene, shared_case_nodes, FAST_MODEL, "cpu",
+                              progress=lambda fraction, step: progress.append(fraction))
+    assert progress and progress[-1] == 1.0
+    assert result.segmentation.GetName() == "Brats18_TCIA02_135_1 TumorSeg"
+    segmentation = result.segmentation.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 3
+    reference = shared_case_nodes["t1c"]
+    for label in (Label.NCR, Label.ED, Label.ET):
+        segment_voxels = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, label.name, reference).sum()
+        assert segment_voxels == (result.labels.array == label).sum() > 0
+
+    voxel_ml = float(np.prod(reference.GetSpacing())) / 1000
+    rows = {result.table.GetCellText(r, 0): r for r in range(5)}
+    for key, codes in {"NCR": [1], "ED": [2], "ET": [3], "TC": [1, 3], "WT": [1, 2, 3]}.items():
+        expected = np.isin(result.labels.array, codes).sum() * voxel_ml
+        assert float(result.table.GetCellText(rows[key], 1)) == pytest.approx(expected, rel=1e-3)
+    uncertainty = mrml.volume_from_node(result.uncertainty)
+    assert uncertainty.shape == result.labels.shape and 0 <= uncertainty.array.min() <= uncertainty.array.max() <= 1
+    assert result.summary["model"] == FAST_MODEL and result.summary["device"] == "cpu"
+
+    # A correction in the Segment Editor: the oedema loses a slab; the table follows and marks it.
+    ed = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, "ED", reference)
+    removed = int(ed[70:80].sum())
+    ed[70:80] = 0
+    slicer.util.updateSegmentBinaryLabelmapFromArray(ed, result.segmentation, "ED", reference)
+    assert result.table.GetCellText(rows["ED"], 4) == "yes" and result.table.GetCellText(rows["ET"], 4) == "no"
+    expected_ed = ((result.labels.array == Label.ED).sum() - removed) * voxel_ml
+    assert float(result.table.GetCellText(rows["ED"], 1)) == pytest.approx(expected_ed, rel=1e-3)
+    result.watcher.stop()
+
+
+def test_cancel_mid_run_leaves_the_scene_exactly_as_it_was(slicer_app, synthetic_nodes):
+    before = scene_snapshot(slicer_app.scene)
+    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu")
+    run.start()
+    work_dir = run.work_dir
+    deadline = time.monotonic() + 60
+    while run.poll().progress == 0 and time.monotonic() < deadline:  # wait until it is really working
+        time.sleep(0.1)
+    assert run.poll().running
+    run.cancel()
+    assert run.runner.poll().return_code is not None
+    assert scene_snapshot(slicer_app.scene) == before
+    assert not work_dir.exists()
+
+
+def test_a_failed_run_reports_the_error_and_changes_nothing(slicer_app, synthetic_nodes):
+    before = scene_snapshot(slicer_app.scene)
+    with pytest.raises(RuntimeError, match="unknown model 'no-such-model'"):
+        run_segmentation(slicer_app.scene, synthetic_nodes, "no-such-model", "cpu")
+    assert scene_snapshot(slicer_app.scene) == before
+
+
+def test_a_run_needs_t1c_or_flair(slicer_app, synthetic_nodes):
+    with pytest.raises(ValueError, match="at least a T1c or a FLAIR"):
+        SegmentationRun(slicer_app.scene, {"t1": synthetic_nodes["t1"], "t2": synthetic_nodes["t2"]})
+
+
+def test_results_of_a_run_survive_saving_and_reloading(slicer_app, synthetic_nodes, tmp_path):
+    import slicer
+
+    from Testing.conftest import SlicerApplicationStub
+
+    result = run_segmentation(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu")
+    parameters = slicer_app.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "TumorSeg")
+    parameters.SetNodeReferenceID("outputSegmentation", result.segmentation.GetID())
+    parameters.SetNodeReferenceID("resultsTable", result.table.GetID())
+    parameters.SetNodeReferenceID("uncertaintyVolume", result.uncertainty.GetID())
+    parameters.SetNodeReferenceID("t1cVolume", synthetic_nodes["t1c"].GetID())
+    assert slicer_app.scene.WriteToMRB(str(tmp_path / "run.mrb"))
+
+    reloaded = SlicerApplicationStub(tmp_path / "cache2")
+    slicer.mrmlScene = reloaded.scene
+    assert reloaded.scene.ReadFromMRB(str(tmp_path / "run.mrb"))
+    parameters2 = reloaded.scene.GetFirstNodeByName("TumorSeg")
+    segmentation2, table2 = parameters2.GetNodeReference("outputSegmentation"), parameters2.GetNodeReference("resultsTable")
+    reference2 = parameters2.GetNodeReference("t1cVolume")
+    labels2 = mrml.labels_from_segmentation(segmentation2, reference2)
+    assert [(labels2.array == code).sum() for code in (1, 2, 3)] == \
+        [(result.labels.array == code).sum() for code in (1, 2, 3)]
+    assert [table2.GetCellText(r, 1) for r in range(5)] == [result.table.GetCellText(r, 1) for r in range(5)]
+    # The table follows edits again once the module re-attaches its watcher after loading.
+    mrml.ResultsWatcher(segmentation2, reference2, table2, parameters2.GetNodeReference("uncertaintyVolume")).start()
+    et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation2, "ET", reference2)
+    et[:4, :4, :4] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation2, "ET", reference2)
+    assert table2.GetCellText(2, 4) == "yes"
+
+
+def test_uncertainty_sampling_fills_intervals_scores_and_review_flags(slicer_app, synthetic_nodes):
+    result = run_segmentation(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu",
+                              uncertainty={"methods": "flips", "samples": 2, "map": "entropy"})
+    table = result.table
+    columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    assert {"AI volume 5-95% (mL)", "Uncertainty score", "Review first"} <= set(columns)
+    wt = {columns[c]: table.GetCellText(4, c) for c in range(len(columns))}
+    low, high = (float(x) for x in wt["AI volume 5-95% (mL)"].split(" - "))
+    assert low <= high and 0 <= float(wt["Uncertainty score"]) <= 1
+    assert set(result.summary["uncertainty"]["flagged"]) == {
+        table.GetCellText(r, 0) for r in range(5) if table.GetCellText(r, columns.index("Review first")) == "REVIEW"}
+    assert result.summary["uncertainty"]["samples"] == 2
