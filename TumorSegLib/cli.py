@@ -108,11 +108,48 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(f"not a tumour label map: {error}") from error
     metrics = evaluate_labels(predicted_labels, true_labels, truth.spacing, lesion_metrics=not args.no_lesion)
+    if args.uncertainty:
+        metrics["uncertainty"] = _evaluate_uncertainty(Path(args.uncertainty), predicted_labels, true_labels, truth,
+                                                       args.reliability)
     text = json.dumps(metrics, indent=2)
     if args.output:
         Path(args.output).write_text(text)
     print(text)
     return 0
+
+
+def _evaluate_uncertainty(folder: Path, predicted, truth_labels, truth, reliability_png: str | None) -> dict:
+    """ECE per region and error-detection AUROC of the entropy, over the whole image and the tumour
+    neighbourhood (predicted ∪ true tumour + 5 mm), from the maps ``tumorseg segment --uncertainty`` wrote."""
+    import numpy as np
+
+    from .calibration import error_detection_auroc, error_roi, region_reliability, reliability_diagram
+    from .volume import read_volume, same_grid
+
+    maps = {}
+    for name in ("probability_WT", "probability_TC", "probability_ET", "entropy"):
+        path = folder / f"{name}.nii.gz"
+        if not path.exists():
+            raise CommandError(f"{path} not found: --uncertainty takes the folder written by "
+                               "'tumorseg segment --uncertainty DIR'")
+        maps[name] = read_volume(path)
+        if not same_grid(maps[name], truth, tolerance_mm=0.01):
+            raise CommandError(f"{path} is not on the grid of --gt")
+    probabilities = np.stack([maps[f"probability_{r}"].array for r in ("WT", "TC", "ET")])
+    neighbourhood = error_roi(predicted, truth_labels, truth.spacing)
+    out: dict = {"ece": {}, "error_auroc_entropy": {}}
+    curves = {}
+    for scope, mask in (("image", None), ("neighbourhood", neighbourhood)):
+        for region, curve in region_reliability(probabilities, truth_labels, mask).items():
+            out["ece"].setdefault(region.value, {})[scope] = round(float(curve.ece), 4)
+            if scope == "neighbourhood":
+                curves[region.value] = curve
+        out["error_auroc_entropy"][scope] = round(
+            float(error_detection_auroc(maps["entropy"].array, predicted, truth_labels, mask)), 4)
+    if reliability_png:
+        out["reliability_diagram"] = str(reliability_diagram(curves, reliability_png,
+                                                             "Reliability, tumour neighbourhood"))
+    return out
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -240,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True, help="predicted label map")
     p.add_argument("--gt", required=True, help="ground-truth label map (BraTS 2018 or 2023 codes)")
     p.add_argument("--no-lesion", action="store_true", help="skip the lesion-wise metrics")
+    p.add_argument("--uncertainty", metavar="DIR", help="also score the uncertainty maps that "
+                   "'tumorseg segment --uncertainty DIR' wrote: ECE per region, error-detection AUROC")
+    p.add_argument("--reliability", metavar="PNG", help="with --uncertainty: write the reliability diagram")
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=_evaluate)
 

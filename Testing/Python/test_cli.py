@@ -197,3 +197,10 @@ def test_segment_with_uncertainty_writes_maps_scores_and_volume_intervals(synthe
     assert 0 <= entropy.array.min() and entropy.array.max() <= 1
     for name in record["maps"].values():
         assert same_grid(read_volume(tmp_path / "maps" / name), entropy)
+    assert main(["evaluate", "--pred", str(output), "--gt", str(synthetic_case_files["label"]), "--no-lesion",
+                 "--uncertainty", str(tmp_path / "maps"), "--reliability", str(tmp_path / "rel.png"),
+                 "-o", str(tmp_path / "eval.json")]) == 0
+    scores = json.loads((tmp_path / "eval.json").read_text())["uncertainty"]
+    assert set(scores["ece"]) == {"WT", "TC", "ET"} and 0 <= scores["ece"]["WT"]["neighbourhood"] <= 1
+    assert 0.5 < scores["error_auroc_entropy"]["neighbourhood"] <= 1  # uncertainty points at the errors
+    assert (tmp_path / "rel.png").stat().st_size > 1000
