@@ -21,7 +21,7 @@ from .labels import Label, Region, region_masks
 from .models import ModelSpec, get_model
 from .postprocessing import PostProcessing, postprocess
 from .preprocessing import check_same_grid, prepare_input, to_reference_grid
-from .qa import run_qa
+from .qa import Finding, Severity, run_qa
 from .sequences import DISPLAY_NAMES, REQUIRED_ANY
 from .volume import Volume
 
@@ -179,8 +179,6 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     qa_report = run_qa({key: images[key] for key in present})
     qa_report.raise_for_errors()  # errors stop here, before any work; warnings travel with the result
     if not {"t2", "flair"} & set(present):
-        from .qa import Finding, Severity
-
         qa_report.findings.append(Finding(
             Severity.WARNING, "no_t2_or_flair", "without T2 or FLAIR, oedema is invisible: the whole-tumour and "
             "oedema contours are unreliable (cross-validated whole-tumour Dice 0.30 with T1c alone); add FLAIR"))
@@ -196,7 +194,6 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     aligned, registrations = coregister({key: images[key] for key in present}, reference, clinical.register,
                                         progress=lambda f, m: report(0.01 + 0.03 * f, m))
     qa_report.findings += check_sequences(aligned)
-    warnings = [w for record in registrations for w in record.warnings]
     timings["coregister"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -262,12 +259,8 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
         labels = labels.with_array(np.where(brain.mask.array, labels.array, 0).astype(np.uint8))
     timings["postprocess"] = time.perf_counter() - start
     report(1.0, "done")
-    result = SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings,
-                                qa_report.as_list())
-    result.reference = reference
-    result.registrations = [r.as_dict() for r in registrations]
-    result.brain = brain
-    result.n4 = clinical.n4
-    result.uncertainty = sampled
-    result.qa += [{"severity": "warning", "code": "registration", "sequence": None, "message": w} for w in warnings]
-    return result
+    registration_warnings = [{"severity": "warning", "code": "registration", "sequence": record.sequence,
+                              "message": w} for record in registrations for w in record.warnings]
+    return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings,
+                              qa_report.as_list() + registration_warnings, reference,
+                              [r.as_dict() for r in registrations], brain, clinical.n4, sampled)

@@ -301,12 +301,24 @@ def train(cache_dir: Path, out_dir: Path, config: TrainConfig, train_cases: Sequ
     Writes ``checkpoint.pt`` (resumable, every ``checkpoint_every_s``), ``model.pt`` (float16 weights),
     ``config.json`` and ``history.json`` into ``out_dir``.
     """
+    from monai.data import get_track_meta, set_track_meta
+
+    # Plain tensors while training (metadata tracking costs time per step); restored afterwards because
+    # the setting is process-wide and other code (e.g. uncertainty's affine jitter) needs MetaTensors.
+    tracking = get_track_meta()
+    set_track_meta(False)
+    try:
+        return _train(cache_dir, out_dir, config, train_cases, val_cases, resume, log)
+    finally:
+        set_track_meta(tracking)
+
+
+def _train(cache_dir: Path, out_dir: Path, config: TrainConfig, train_cases: Sequence[str],
+           val_cases: Sequence[str], resume: bool, log: Callable[[str], None]) -> Path:
     import torch
-    from monai.data import set_track_meta
     from monai.losses import DiceLoss
     from monai.networks.nets import SegResNet
 
-    set_track_meta(False)
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -274,7 +274,15 @@ class Sampler:
                             scale_params=[float(1 + v) for v in rng.uniform(-self.scaling, self.scaling, 3)],
                             mode="bilinear", padding_mode="border", image_only=True, device=x.device)
             # Border padding: the crop's edges are background both in the input and in the output logits.
-            warped = affine(MetaTensor(x))
+            # The inverse needs the MetaTensor's record of the operation, whatever the process-wide setting.
+            from monai.data import get_track_meta, set_track_meta
+
+            tracking = get_track_meta()
+            set_track_meta(True)
+            try:
+                warped = affine(MetaTensor(x))
+            finally:
+                set_track_meta(tracking)
             operations = list(warped.applied_operations)
             x = warped.as_tensor()
         if draw.intensity:

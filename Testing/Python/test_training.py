@@ -61,7 +61,10 @@ def test_training_runs_checkpoints_and_resumes(brats_folder, tmp_path):
     config = TrainConfig(patch_size=(32, 32, 32), batch_size=1, max_steps=2, warmup_steps=1, log_every=1,
                          device="cpu", init_filters=8)
     lines = []
+    from monai.data import get_track_meta
+
     weights = train(cache, tmp_path / "run", config, ["CaseA"], ["CaseB"], log=lines.append)
+    assert get_track_meta()  # MONAI's process-wide metadata switch is left as it was found
     assert weights.exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["summary"]["steps"] == 2 and "CaseB" in history["summary"]["validation"]
