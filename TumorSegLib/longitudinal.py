@@ -236,6 +236,7 @@ class Timepoint:
     clinical_status: ClinicalStatus | None = None
     measurements: TimepointMeasurements | None = None
     notes: str = ""
+    volume_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         """JSON-ready dict; paths relative to ``folder`` when given (and on the same drive)."""
@@ -249,6 +250,7 @@ class Timepoint:
             "steroids": self.steroids.value if self.steroids else None,
             "clinical_status": self.clinical_status.value if self.clinical_status else None,
             "notes": self.notes,
+            "volume_intervals_ml": {key: [float(a), float(b)] for key, (a, b) in self.volume_intervals.items()},
         }
         if include_measurements and self.measurements is not None:
             out["measurements"] = self.measurements.to_dict()
@@ -256,7 +258,7 @@ class Timepoint:
 
 
 _TIMEPOINT_KEYS = {"id", "date", "images", "segmentation", "label_convention", "corrected", "steroids",
-                   "clinical_status", "notes", "measurements"}
+                   "clinical_status", "notes", "measurements", "volume_intervals_ml"}
 _TIMELINE_KEYS = {"schema", "schema_version", "patient_id", "baseline", "timepoints"}
 
 
@@ -320,6 +322,10 @@ def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoin
             measurements = TimepointMeasurements.from_dict(data["measurements"])
         except ValueError as error:
             raise TimelineError(f"{where}: {error}") from None
+    intervals = data.get("volume_intervals_ml") or {}
+    if not isinstance(intervals, dict) or any(
+            key not in VOLUME_KEYS or not isinstance(v, list) or len(v) != 2 for key, v in intervals.items()):
+        raise TimelineError(f"{where}: 'volume_intervals_ml' must map {', '.join(VOLUME_KEYS)} to [p5, p95] in mL")
     segmentation = data.get("segmentation")
     return Timepoint(
         id=ident, date=date, images={key: resolve(path, f"images.{key}") for key, path in images.items()},
@@ -327,7 +333,8 @@ def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoin
         label_convention=convention, corrected=corrected,
         steroids=_enum(SteroidChange, data.get("steroids"), where, "steroids"),
         clinical_status=_enum(ClinicalStatus, data.get("clinical_status"), where, "clinical_status"),
-        measurements=measurements, notes=str(data.get("notes", "") or ""))
+        measurements=measurements, notes=str(data.get("notes", "") or ""),
+        volume_intervals={key: (float(a), float(b)) for key, (a, b) in intervals.items()})
 
 
 @dataclass
@@ -740,6 +747,9 @@ def timeline_rows(timeline: Timeline, lesions: Mapping[str, Sequence[LesionStatu
         values = _values(current)
         for key in VOLUME_KEYS:
             row[f"{key}_ml"] = _rounded(values.get(key), 3)
+            # The model's 5th-95th percentile volume; it describes the AI result, so not after hand edits.
+            interval = tp.volume_intervals.get(key) if not tp.corrected else None
+            row[f"{key}_interval_ml"] = f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else None
         row["spd_mm2"] = _rounded(values.get("SPD"), 2)
         row["enhancing_lesions"] = len(current.lesions) if current else None
         row["measurable_lesions"] = len(current.measurable_lesions) if current else None

@@ -42,7 +42,8 @@ __all__ = [
 
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
-AI_HASH_TAG = "TumorSeg.AIResultSHA1"  # segment tag: SHA-1 of the mask as the model produced it
+AI_HASH_TAG = "TumorSeg.AIResultSHA1"
+VOLUME_INTERVALS_ATTRIBUTE = "TumorSeg.VolumeIntervalsML"  # JSON {region: [p5, p95]} of the AI result  # segment tag: SHA-1 of the mask as the model produced it
 TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", "AI volume 5-95% (mL)",
                  "Uncertainty score", "Review first")
 REGION_ROWS = ("NCR", "ED", "ET", "TC", "WT")
@@ -402,7 +403,8 @@ def export_segmentation(segmentation_node, reference_node, path, convention: str
 
 TIMELINE_COLUMNS = (
     ("Timepoint", "timepoint"), ("Date", "date"), ("Days", "days_from_baseline"), ("ET (mL)", "ET_ml"),
-    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
+    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("ET 5-95% (mL)", "ET_interval_ml"),
+    ("WT 5-95% (mL)", "WT_interval_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
     ("ET vs nadir (%)", "ET_change_vs_nadir_pct"), ("SPD (mm2)", "spd_mm2"),
     ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("Category (imaging only)", "category"),
     ("Edited", "corrected"),
@@ -449,14 +451,18 @@ class LongitudinalTracker:
     def add_timepoint(self, timepoint_id: str, date, segmentation_node, reference_node, steroids=None,
                       clinical_status=None):
         """Add a visit from its segmentation (AI or corrected); returns the timeline's Timepoint."""
+        import json
+
         import slicer
 
         from .longitudinal import ClinicalStatus, SteroidChange, Timepoint, parse_date
         from .measurements import measure_labels
 
         labels = labels_from_segmentation(segmentation_node, reference_node)
+        intervals = json.loads(segmentation_node.GetAttribute(VOLUME_INTERVALS_ATTRIBUTE) or "{}")
         timepoint = Timepoint(timepoint_id, parse_date(date), measurements=measure_labels(labels),
                               corrected=bool(edited_labels(segmentation_node, labels)),
+                              volume_intervals={key: tuple(value) for key, value in intervals.items()},
                               steroids=SteroidChange(steroids) if steroids else None,
                               clinical_status=ClinicalStatus(clinical_status) if clinical_status else None)
         self.timeline.add(timepoint)
@@ -513,7 +519,7 @@ class LongitudinalTracker:
         modifying = self.table.StartModify()
         self.table.RemoveAllColumns()
         for title, key in TIMELINE_COLUMNS:
-            numeric = key not in ("timepoint", "date", "category", "corrected")
+            numeric = key not in ("timepoint", "date", "category", "corrected") and not key.endswith("_interval_ml")
             array = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
             array.SetName(title)
             array.SetNumberOfTuples(len(self.rows))

@@ -181,6 +181,8 @@ class SegmentationRun:
             watcher.update()
             if "uncertainty" in summary:
                 mrml.set_uncertainty_columns(table, summary["uncertainty"])
+                intervals = {key: [v["p5"], v["p95"]] for key, v in summary["uncertainty"]["volumes_ml"].items()}
+                segmentation.SetAttribute(mrml.VOLUME_INTERVALS_ATTRIBUTE, json.dumps(intervals))
             watcher.start()
         except BaseException:
             for node in added:

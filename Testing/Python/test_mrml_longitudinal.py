@@ -57,6 +57,25 @@ def test_each_visit_becomes_a_row_with_volumes_changes_and_a_category(tracker):
     assert categories[1] == "PR" and categories[2] == "PD"  # shrinks by > 50 % SPD, then regrows from the nadir
 
 
+def test_volume_intervals_of_the_ai_result_are_shown_until_a_visit_is_edited(slicer_app):
+    import json
+
+    import slicer
+
+    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 10")
+    image, labels = visit(10)
+    reference = mrml.add_volume_node(slicer_app.scene, image, "t0")
+    segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, "t0", show_3d=False)
+    segmentation.SetAttribute(mrml.VOLUME_INTERVALS_ATTRIBUTE, json.dumps({"ET": [3.9, 4.6], "WT": [10.0, 12.5]}))
+    tracker.add_timepoint("t0", "2024-01-01", segmentation, reference)
+    assert column(tracker.table, "ET 5-95% (mL)") == ["3.90-4.60"]
+    et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, "ET", reference)
+    et[:30] = 0
+    slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation, "ET", reference)
+    assert column(tracker.table, "ET 5-95% (mL)") == [""]  # the interval described the AI result, not the edit
+    tracker.stop()
+
+
 def test_the_chart_plots_et_tc_wt_over_days(tracker):
     chart = tracker.chart
     assert chart.GetNumberOfPlotSeriesNodes() == 3
