@@ -56,7 +56,7 @@ def flip_sets(count: int) -> list[tuple[int, ...]]:
 
 
 class Predictor:
-    """Per-region probabilities from a registered model.
+    """Per-region probabilities, ``sigmoid(logit / temperature)``, from a registered model.
 
     Args:
         spec: registry entry.
@@ -72,8 +72,9 @@ class Predictor:
         self.device = resolve_device(device)
         self.overlap = overlap
         self.networks = networks if networks is not None else load_networks(spec, self.device, members=members)
-        temperature = spec.temperature or (1.0,) * len(spec.channels)
-        self.temperature = np.asarray(temperature, dtype=np.float32)
+        # Per-channel logit divisor from the registry (validated positive by ModelSpec; 1 = none). Applied
+        # here and in uncertainty.Sampler, so a fitted temperature reaches every probability the user sees.
+        self.temperature = np.asarray(spec.temperature or (1.0,) * len(spec.channels), dtype=np.float32)
 
     def logits_samples(self, image: np.ndarray, flips: Sequence[tuple[int, ...]] = ((),),
                        progress: Progress | None = None, dropout: bool = False):

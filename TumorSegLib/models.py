@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import urllib.error
 import urllib.request
@@ -68,7 +70,9 @@ class ModelSpec:
         spacing: voxel spacing (mm) the model works at; patch_size: sliding-window ROI.
         weights: one file per ensemble member; all are averaged at inference.
         postprocessing: parameters of :mod:`TumorSegLib.postprocessing`.
-        temperature: logit temperature per channel (1 = uncalibrated).
+        temperature: logit temperature per output channel, in ``channels`` order: inference uses
+            ``sigmoid(logit / T)``. The registry gives a list (one per channel) or one number for every
+            channel; absent or empty means 1 (no scaling). Each must be a finite positive number.
     """
 
     id: str
@@ -89,14 +93,42 @@ class ModelSpec:
     temperature: tuple[float, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Normalised here, not only in from_dict, so dataclasses.replace(spec, temperature=...) is checked too.
+        object.__setattr__(self, "temperature", _channel_temperatures(self.temperature, self.channels, self.id))
+
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> "ModelSpec":
         data = dict(entry)
         data["weights"] = tuple(WeightFile(**w) for w in data["weights"])
-        for key in ("sequences", "channels", "spacing", "patch_size", "temperature"):
+        for key in ("sequences", "channels", "spacing", "patch_size"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+def _channel_temperatures(value: Any, channels: Sequence[str], model_id: str) -> tuple[float, ...]:
+    """One positive temperature per channel from a number, a list, or nothing (= 1 each).
+
+    Raises:
+        ValueError: for a count other than the channels', or a value that is not a finite positive number.
+    """
+    if isinstance(value, (numbers.Real, str)):  # a string is refused below as not a number
+        values = [value] * len(channels)
+    else:
+        values = [] if value is None else list(value)  # also a NumPy array, e.g. from fit_temperature
+        if not values:
+            return (1.0,) * len(channels)
+    if len(values) != len(channels):
+        raise ValueError(f"model '{model_id}': 'temperature' has {len(values)} values, expected one number or "
+                         f"one per channel ({', '.join(channels)})")
+    out = []
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, numbers.Real) or not math.isfinite(item) or item <= 0:
+            raise ValueError(f"model '{model_id}': temperature {item!r} must be a finite positive number "
+                             "(logits are divided by it; 1 leaves them as they are)")
+        out.append(float(item))
+    return tuple(out)
 
 
 def load_registry(models_dir: Path | None = None) -> dict[str, ModelSpec]:

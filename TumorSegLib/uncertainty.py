@@ -10,7 +10,8 @@ combinable, are
   ``RandShiftIntensity`` over the whole crop, as in training and within its range (±10 %, ±0.1 SD);
 * ``affine``    – test-time small rotation (±0.1 rad) and scaling (±5 %) with MONAI's invertible ``Affine``;
   the output is warped back with the transform's own ``inverse``;
-* ``dropout``   – Monte-Carlo dropout: the network's dropout layers stay active.
+* ``dropout``   – Monte-Carlo dropout: the network's dropout layers stay active (refused, naming the other
+  methods, for a network without a dropout layer of non-zero rate: its samples would all be the same).
 
 Samples are planned as a grid (members × flips) ordered so that any prefix covers members and flips evenly;
 random methods (intensity, affine, dropout) draw fresh parameters for every sample. On CUDA, samples of one
@@ -56,6 +57,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -63,6 +65,9 @@ from .inference import Predictor, flip_sets
 from .labels import Region, region_masks
 from .postprocessing import PostProcessing, postprocess
 from .volume import Volume, write_volume
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Method",
@@ -76,6 +81,7 @@ __all__ = [
     "parse_methods",
     "plan_draws",
     "Sampler",
+    "require_dropout",
     "class_probabilities",
     "normalised_entropy",
     "binary_entropy",
@@ -186,6 +192,25 @@ def plan_draws(methods: Sequence[Method], members: int, samples: int, seed: int 
                  dropout=Method.DROPOUT in methods) for n in range(count)]
 
 
+def require_dropout(network: torch.nn.Module, model_id: str = "") -> None:
+    """Refuse Monte-Carlo dropout on a network without an active dropout layer.
+
+    Without one, every dropout sample is the same prediction: the maps would show no uncertainty at all,
+    which a reader would take for a sure segmentation.
+
+    Raises:
+        ValueError: saying which methods to use instead.
+    """
+    import torch
+
+    rates = [m.p for m in network.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    if not any(rate > 0 for rate in rates):
+        found = "only dropout layers with probability 0" if rates else "no dropout layer"
+        name = f"model '{model_id}'" if model_id else "the network"
+        raise ValueError(f"{name} has {found}, so Monte-Carlo dropout would repeat one prediction and show no "
+                         "uncertainty; use the methods ensemble, flips, intensity or affine instead")
+
+
 class Sampler:
     """Runs planned draws through a :class:`~TumorSegLib.inference.Predictor`'s networks.
 
@@ -243,6 +268,8 @@ class Sampler:
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if tensor.device.type == "cuda"
                     else torch.autocast("cpu", enabled=False))
         dropouts = [m for m in network.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        if batch[0].dropout:
+            require_dropout(network, predictor.spec.id)
         devices = [tensor.device] if tensor.device.type == "cuda" else []
         try:
             for module in dropouts:
@@ -576,7 +603,8 @@ def estimate_uncertainty(predictor: Predictor, model_input: Volume,
         on_sample: called with (draw, logits (3, I, J, K) torch tensor) for each sample, e.g. to keep logits.
 
     Raises:
-        ValueError: for an unknown method, a sample count below 1, or input whose channels do not fit the model.
+        ValueError: for an unknown method, a sample count below 1, input whose channels do not fit the model,
+            or ``dropout`` with a network that has no active dropout layer (:func:`require_dropout`).
     """
     import torch
 
@@ -591,6 +619,8 @@ def estimate_uncertainty(predictor: Predictor, model_input: Volume,
     if time_budget_s is not None and time_budget_s <= 0:
         raise ValueError(f"the time budget must be positive seconds, got {time_budget_s}")
     draws = plan_draws(methods, len(predictor.networks), samples or DEFAULT_SAMPLES, seed)
+    for member in sorted({d.member for d in draws if d.dropout}):  # before any sampling time is spent
+        require_dropout(predictor.networks[member], spec.id)
     sampler = Sampler(predictor, batch_size)
     if predictor.device == "cuda":  # one member per batch: group the plan by member, keeping its order inside
         draws = sorted(draws, key=lambda d: d.member)

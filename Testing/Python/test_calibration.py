@@ -76,11 +76,26 @@ def test_region_curves_compare_each_channel_with_its_nested_region():
     assert all(curve.ece == 0 for curve in curves.values())
 
 
-def test_the_reliability_diagram_is_written_as_a_png(tmp_path, rng):
+def pixels_of_colour(pixels: np.ndarray, hex_colour: str) -> np.ndarray:
+    """(H, W) bool: pixels within 5 % of an RGB colour such as matplotlib's first cycle colour #1f77b4."""
+    colour = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return np.abs(pixels[..., :3] - colour).max(-1) < 0.05
+
+
+def test_the_reliability_diagram_draws_every_curve_where_its_data_puts_it(tmp_path, rng):
+    from matplotlib import image
+
     p, y = calibrated(rng, 5000)
-    path = reliability_diagram({"calibrated": reliability(p, y), "over-confident": reliability(sharpen(p, 3), y)},
-                               tmp_path / "figures" / "reliability.png", "synthetic")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    curves = {"calibrated": reliability(p, y), "over-confident": reliability(sharpen(p, 3), y)}
+    path = reliability_diagram(curves, tmp_path / "figures" / "reliability.png", "synthetic")
+    pixels = image.imread(path)  # fails unless the file is a readable PNG
+    assert pixels.shape == (780, 660, 4)  # 5.5 x 6.5 inches at 120 dpi
+    # Each curve is drawn in its own colour (matplotlib's cycle: blue, then orange), in lines, not a dot.
+    assert pixels_of_colour(pixels, "#1f77b4").sum() > 500 and pixels_of_colour(pixels, "#ff7f0e").sum() > 500
+    # The drawing follows the data: one curve alone, calibrated or over-confident, lands on other pixels.
+    alone = [pixels_of_colour(image.imread(reliability_diagram({"curve": curve}, tmp_path / f"{name}.png")), "#1f77b4")
+             for name, curve in curves.items()]
+    assert (alone[0] ^ alone[1]).sum() > 0.5 * min(alone[0].sum(), alone[1].sum())
 
 
 def test_auroc_is_one_for_an_oracle_and_about_a_half_for_noise(rng):

@@ -2,13 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from TumorSegLib.inference import Predictor, flip_sets, resolve_device
+from TumorSegLib.inference import Device, Predictor, flip_sets, resolve_device
 from TumorSegLib.models import build_network, get_model
 from TumorSegLib.volume import Volume
 
 
-def test_auto_device_is_cpu_without_a_gpu():
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+@pytest.mark.parametrize("gpu, expected", [(False, "cpu"), (True, "cuda")])
+def test_auto_device_picks_the_gpu_only_when_one_is_usable(monkeypatch, gpu, expected):
+    # Both branches on any machine: PyTorch's answer is replaced, not restated.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert resolve_device("auto") == expected
+    assert resolve_device("cpu") == "cpu"  # an explicit CPU stays on the CPU even beside a GPU
+    assert resolve_device(Device.AUTO) == expected
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU exists")
@@ -58,11 +63,21 @@ def test_real_network_output_has_the_input_grid_and_probabilities():
     assert reported == [1.0]
 
 
-def test_temperature_scales_logits():
+def test_temperature_divides_each_channels_logits_before_the_sigmoid():
     from dataclasses import replace
 
-    spec = replace(get_model("brats18-segresnet8"), temperature=(2.0, 2.0, 2.0))
+    spec = replace(get_model("brats18-segresnet8"), temperature=(0.5, 1.0, 2.0))
     predictor = Predictor(spec, "cpu", networks=[ConstantLogit()])
-    image = np.full((4, 8, 8, 8), 3.0, np.float32)
+    image = np.full((4, 8, 8, 8), 3.0, np.float32)  # logit 3 in every channel
     out = predictor(Volume(image))
-    assert np.allclose(out.array, 1 / (1 + np.exp(-1.5)), atol=1e-6)
+    expected = 1 / (1 + np.exp(-3.0 / np.array([0.5, 1.0, 2.0])))  # sigmoid(logit / T) per channel
+    assert np.allclose(out.array.reshape(3, -1), expected[:, None], atol=1e-6)
+    assert out.array[0].min() > out.array[1].max() > out.array[2].max() > 0.5  # T < 1 sharpens, T > 1 softens
+
+
+def test_the_embedded_models_run_at_temperature_one():
+    spec = get_model("brats18-segresnet8")
+    predictor = Predictor(spec, "cpu", networks=[ConstantLogit()])
+    assert predictor.temperature.tolist() == [1.0, 1.0, 1.0]
+    image = np.random.default_rng(3).normal(size=(4, 6, 6, 6)).astype(np.float32)
+    assert np.allclose(predictor(Volume(image)).array[2], 1 / (1 + np.exp(-image[0])), atol=1e-6)

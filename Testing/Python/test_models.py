@@ -148,3 +148,30 @@ def test_unknown_architecture_is_a_clear_error():
 def test_registry_file_is_valid_json_with_a_default():
     document = json.loads((MODELS_DIR / "models.json").read_text())
     assert document["default"] in {m["id"] for m in document["models"]}
+
+
+def test_the_registry_states_temperature_one_for_every_channel_of_every_model():
+    # The model card: temperature scaling was evaluated and T = 1 kept; the registry says so explicitly.
+    document = json.loads((MODELS_DIR / "models.json").read_text())
+    for entry in document["models"]:
+        assert entry["temperature"] == [1.0, 1.0, 1.0], entry["id"]
+    for spec in load_registry().values():
+        assert spec.temperature == (1.0, 1.0, 1.0)
+
+
+def test_temperature_accepts_one_number_or_one_per_channel_and_defaults_to_one():
+    entry = json.loads((MODELS_DIR / "models.json").read_text())["models"][1]
+    from TumorSegLib.models import ModelSpec
+
+    assert ModelSpec.from_dict({**entry, "temperature": 1.5}).temperature == (1.5, 1.5, 1.5)
+    assert ModelSpec.from_dict({**entry, "temperature": [1, 2, 0.5]}).temperature == (1.0, 2.0, 0.5)
+    without = {key: value for key, value in entry.items() if key != "temperature"}
+    assert ModelSpec.from_dict(without).temperature == (1.0, 1.0, 1.0)  # an older registry: no scaling
+
+
+@pytest.mark.parametrize("temperature, message", [(0.0, "positive"), (-1.0, "positive"), (float("nan"), "finite"),
+                                                  ("2", "positive"), ([1.0, 1.0], "one per channel")])
+def test_a_temperature_that_is_not_positive_or_has_the_wrong_length_is_refused(temperature, message):
+    spec = get_model("brats18-segresnet8")
+    with pytest.raises(ValueError, match=message):
+        replace(spec, temperature=temperature)

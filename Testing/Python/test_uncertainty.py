@@ -208,8 +208,29 @@ def test_the_default_architectures_dropout_is_active_in_monte_carlo_sampling():
     assert all(not m.training for m in predictor.networks[0].modules())  # left in eval mode afterwards
 
 
+@pytest.mark.parametrize("network", [torch.nn.Conv3d(4, 3, 1), Pointwise(dropout=0.0)], ids=["no layer", "rate 0"])
+def test_monte_carlo_dropout_without_active_dropout_is_refused_naming_the_alternatives(network):
+    # Identical samples would show zero uncertainty: a sure-looking result the model never earned.
+    predictor = Predictor(small_spec(), "cpu", networks=[network.eval()])
+    image = model_input(sphere().astype(np.float32))
+    with pytest.raises(ValueError, match="dropout.*use the methods ensemble, flips, intensity or affine"):
+        estimate_uncertainty(predictor, image, "flips,dropout", samples=4)
+    with pytest.raises(ValueError, match="Monte-Carlo dropout"):  # the Sampler used directly refuses too
+        next(Sampler(predictor)(image.array, [Draw(seed=1, dropout=True)]))
+    assert estimate_uncertainty(predictor, image, "flips", samples=2).samples == 2  # other methods still run
+
+
+def test_sampled_probabilities_use_the_registry_temperature():
+    image = model_input(np.linspace(-3, 3, np.prod(SHAPE), dtype=np.float32).reshape(SHAPE))
+    spec = replace(small_spec(), temperature=(0.5, 1.0, 2.0))
+    result = estimate_uncertainty(Predictor(spec, "cpu", networks=[Pointwise()]), image, "flips", samples=2)
+    logits = image.array[0]
+    for channel, temperature in enumerate((0.5, 1.0, 2.0)):  # sigmoid(logit / T), as in Predictor
+        assert np.allclose(result.probabilities.array[channel], 1 / (1 + np.exp(-logits / temperature)), atol=1e-5)
+
+
 def test_a_time_budget_stops_sampling_early_but_keeps_the_minimum():
-    predictor = Predictor(small_spec(SHAPE), "cpu", networks=[Sleepy()])
+    predictor = Predictor(small_spec(SHAPE), "cpu", networks=[Sleepy(dropout=0.2)])
     image = model_input(sphere().astype(np.float32))
     reported = []
     result = estimate_uncertainty(predictor, image, "dropout", samples=20, time_budget_s=0.5,
