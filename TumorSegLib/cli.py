@@ -58,7 +58,7 @@ def _segment(args: argparse.Namespace) -> int:
     read_seconds = time.perf_counter() - start
     from .pipeline import ClinicalOptions, UncertaintyOptions
 
-    clinical = ClinicalOptions(args.reference, args.register, args.skull_strip, args.n4)
+    clinical = ClinicalOptions(args.reference, args.register, args.skull_strip, args.n4, args.registration_kind)
     sampling = UncertaintyOptions(args.uncertainty_methods, args.uncertainty_samples, args.time_budget) \
         if args.uncertainty else None
     result = segment(images, args.model, args.device, flips=args.flips, progress=_progress, clinical=clinical,
@@ -94,42 +94,136 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .labels import to_internal_labels
-    from .metrics import evaluate_labels
-    from .volume import read_volume, same_grid
-
-    prediction, truth = read_volume(args.pred), read_volume(args.gt)
-    if not same_grid(prediction, truth, tolerance_mm=0.01):
-        raise CommandError(f"--pred {args.pred} (shape {prediction.shape}, spacing {prediction.spacing}) and --gt "
-                           f"{args.gt} (shape {truth.shape}, spacing {truth.spacing}) are not on the same grid")
-    try:
-        predicted_labels = to_internal_labels(prediction.array)
-        true_labels = to_internal_labels(truth.array)
-    except ValueError as error:
-        raise CommandError(f"not a tumour label map: {error}") from error
-    metrics = evaluate_labels(predicted_labels, true_labels, truth.spacing, lesion_metrics=not args.no_lesion)
-    if args.uncertainty:
-        metrics["uncertainty"] = _evaluate_uncertainty(Path(args.uncertainty), predicted_labels, true_labels, truth,
-                                                       args.reliability)
-    text = json.dumps(metrics, indent=2)
+    predictions, truths = [Path(p) for p in args.pred], [Path(p) for p in args.gt]
+    folders = [Path(f) for f in args.uncertainty] if args.uncertainty else []
+    if len(predictions) != len(truths):
+        raise CommandError(f"--pred has {len(predictions)} files but --gt has {len(truths)}: give one ground truth "
+                           "per prediction, in the same order")
+    if folders and len(folders) != len(predictions):
+        raise CommandError(f"--uncertainty has {len(folders)} folders for {len(predictions)} cases: give one folder "
+                           "per case (as 'tumorseg segment --uncertainty DIR' wrote it), in the --pred order")
+    if len(predictions) == 1:
+        metrics, curves = _evaluate_case(predictions[0], truths[0], not args.no_lesion,
+                                         folders[0] if folders else None)
+        if args.reliability and curves:
+            metrics["uncertainty"]["reliability_diagram"] = str(_reliability_png(curves, args.reliability))
+        result = metrics
+    else:
+        result = _evaluate_cases(predictions, truths, folders, not args.no_lesion, args.reliability)
+    text = json.dumps(result, indent=2)
     if args.output:
         Path(args.output).write_text(text)
     print(text)
     return 0
 
 
-def _evaluate_uncertainty(folder: Path, predicted, truth_labels, truth, reliability_png: str | None) -> dict:
-    """ECE per region and error-detection AUROC of the entropy, over the whole image and the tumour
-    neighbourhood (predicted ∪ true tumour + 5 mm), from the maps ``tumorseg segment --uncertainty`` wrote."""
+def _evaluate_case(pred: Path, gt: Path, lesion_metrics: bool, uncertainty: Path | None) -> tuple[dict, dict]:
+    """Metrics of one prediction against its ground truth, and its neighbourhood reliability curves (if scored)."""
+    from .labels import to_internal_labels
+    from .metrics import evaluate_labels
+    from .volume import read_volume, same_grid
+
+    prediction, truth = read_volume(pred), read_volume(gt)
+    if not same_grid(prediction, truth, tolerance_mm=0.01):
+        raise CommandError(f"--pred {pred} (shape {prediction.shape}, spacing {prediction.spacing}) and --gt "
+                           f"{gt} (shape {truth.shape}, spacing {truth.spacing}) are not on the same grid")
+    try:
+        predicted_labels = to_internal_labels(prediction.array)
+        true_labels = to_internal_labels(truth.array)
+    except ValueError as error:
+        raise CommandError(f"not a tumour label map: {error}") from error
+    metrics = evaluate_labels(predicted_labels, true_labels, truth.spacing, lesion_metrics=lesion_metrics)
+    curves: dict = {}
+    if uncertainty is not None:
+        metrics["uncertainty"], curves = _evaluate_uncertainty(uncertainty, predicted_labels, true_labels, truth)
+    return metrics, curves
+
+
+def _evaluate_cases(predictions: list[Path], truths: list[Path], folders: list[Path], lesion_metrics: bool,
+                    reliability_png: str | None) -> dict:
+    """Per-case metrics, their mean per region, and (with uncertainty folders) whether each region's
+    uncertainty score rises with its error (1 - Dice) across the cases."""
     import numpy as np
 
-    from .calibration import error_detection_auroc, error_roi, region_reliability, reliability_diagram
+    scores = _uncertainty_scores(folders)  # read first: a missing file should not wait for every case's metrics
+    cases, merged = [], {}
+    for index, (pred, gt) in enumerate(zip(predictions, truths)):
+        metrics, curves = _evaluate_case(pred, gt, lesion_metrics, folders[index] if folders else None)
+        cases.append({"pred": str(pred), "gt": str(gt), **metrics})
+        for region, curve in curves.items():  # reliability sums merge exactly across cases
+            merged[region] = merged[region] + curve if region in merged else curve
+    regions = [key for key in cases[0] if key not in ("pred", "gt", "uncertainty")]
+    mean = {region: {name: float(np.mean([case[region][name] for case in cases])) for name in cases[0][region]}
+            for region in regions}
+    result: dict = {"cases": cases, "mean": mean}
+    if folders:
+        result["uncertainty_vs_error"] = _uncertainty_vs_error(scores, cases, regions)
+        if reliability_png:
+            result["reliability_diagram"] = str(_reliability_png(merged, reliability_png, len(cases)))
+    return result
+
+
+def _uncertainty_scores(folders: list[Path]) -> list[dict[str, float]]:
+    """Each folder's per-region uncertainty score ({region: score}) from its uncertainty.json."""
+    scores = []
+    for folder in folders:
+        path = folder / "uncertainty.json"
+        if not path.exists():
+            raise CommandError(f"{path} not found: --uncertainty takes the folders written by "
+                               "'tumorseg segment --uncertainty DIR'")
+        try:
+            scores.append({region: float(record["score"])
+                           for region, record in json.loads(path.read_text())["regions"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CommandError(f"{path} has no per-region uncertainty scores ('regions' -> region -> 'score'): "
+                               f"{error!r}") from error
+    return scores
+
+
+def _uncertainty_vs_error(scores: list[dict[str, float]], cases: list[dict], regions: list[str]) -> dict:
+    """Per region: correlation of the cases' uncertainty score with 1 - Dice."""
+    import math
+
+    from .calibration import uncertainty_error_correlation
+
+    out: dict = {}
+    for region in regions:
+        if len(cases) < 3:  # a correlation of two points is always ±1: report why there is none
+            out[region] = {"cases": len(cases), "note": f"needs at least 3 cases, got {len(cases)}"}
+            continue
+        correlation = uncertainty_error_correlation([s[region] for s in scores],
+                                                    [case[region]["dice"] for case in cases])
+        # NaN (a constant score or Dice over the cases) is not JSON: written as null.
+        out[region] = {key: (None if isinstance(value, float) and math.isnan(value) else value)
+                       for key, value in correlation.items()}
+        if out[region]["spearman"] is None:
+            out[region]["note"] = "the score or the Dice is the same in every case: no correlation"
+    return out
+
+
+def _reliability_png(curves: dict, path: str, cases: int = 1) -> Path:
+    from .calibration import reliability_diagram
+
+    title = "Reliability, tumour neighbourhood" + (f" ({cases} cases)" if cases > 1 else "")
+    return reliability_diagram(curves, path, title)
+
+
+def _evaluate_uncertainty(folder: Path, predicted, truth_labels, truth) -> tuple[dict, dict]:
+    """ECE per region and error-detection AUROC of the entropy (and of the mutual information where that
+    map was written), over the whole image and the tumour neighbourhood (predicted ∪ true tumour + 5 mm),
+    from the maps ``tumorseg segment --uncertainty`` wrote. Returns (scores, neighbourhood curves by region)."""
+    import numpy as np
+
+    from .calibration import error_detection_auroc, error_roi, region_reliability
     from .volume import read_volume, same_grid
 
     maps = {}
-    for name in ("probability_WT", "probability_TC", "probability_ET", "entropy"):
+    required = ("probability_WT", "probability_TC", "probability_ET", "entropy")
+    for name in (*required, "mutual_information"):
         path = folder / f"{name}.nii.gz"
         if not path.exists():
+            if name not in required:  # optional: write_uncertainty may have been given a subset of maps
+                continue
             raise CommandError(f"{path} not found: --uncertainty takes the folder written by "
                                "'tumorseg segment --uncertainty DIR'")
         maps[name] = read_volume(path)
@@ -138,18 +232,20 @@ def _evaluate_uncertainty(folder: Path, predicted, truth_labels, truth, reliabil
     probabilities = np.stack([maps[f"probability_{r}"].array for r in ("WT", "TC", "ET")])
     neighbourhood = error_roi(predicted, truth_labels, truth.spacing)
     out: dict = {"ece": {}, "error_auroc_entropy": {}}
+    # Mutual information is the epistemic part: does model disagreement alone point at the errors?
+    auroc_maps = {"error_auroc_entropy": "entropy"}
+    if "mutual_information" in maps:
+        out["error_auroc_mutual_information"] = {}
+        auroc_maps["error_auroc_mutual_information"] = "mutual_information"
     curves = {}
     for scope, mask in (("image", None), ("neighbourhood", neighbourhood)):
         for region, curve in region_reliability(probabilities, truth_labels, mask).items():
             out["ece"].setdefault(region.value, {})[scope] = round(float(curve.ece), 4)
             if scope == "neighbourhood":
                 curves[region.value] = curve
-        out["error_auroc_entropy"][scope] = round(
-            float(error_detection_auroc(maps["entropy"].array, predicted, truth_labels, mask)), 4)
-    if reliability_png:
-        out["reliability_diagram"] = str(reliability_diagram(curves, reliability_png,
-                                                             "Reliability, tumour neighbourhood"))
-    return out
+        for key, name in auroc_maps.items():
+            out[key][scope] = round(float(error_detection_auroc(maps[name].array, predicted, truth_labels, mask)), 4)
+    return out, curves
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -191,6 +287,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, make_folds, prepare_cache, train
 
+    # Checked before the (slow) cache is built.
+    if args.fold not in ("all", "every") and not args.fold.isdigit():
+        raise CommandError(f"--fold {args.fold}: give a fold index (0, 1, ...), 'all' or 'every'")
+    if args.init_filters < 8 or args.init_filters % 8:
+        raise CommandError(f"--init-filters {args.init_filters}: give a multiple of 8 (SegResNet normalises "
+                           "its features in 8 groups)")
     data = Path(args.data_dir)
     out = Path(args.output)
     cache = Path(args.cache) if args.cache else out / "cache"
@@ -203,7 +305,7 @@ def _train(args: argparse.Namespace) -> int:
     if folds_file.exists():
         folds = json.loads(folds_file.read_text())["folds"]
         if sorted(sum(folds, [])) != sorted(cases):
-            raise SystemExit(f"{folds_file} lists other cases than {data}; remove it to make a new split")
+            raise CommandError(f"{folds_file} lists other cases than {data}; remove it to make a new split")
     else:
         folds = make_folds(cases, args.folds, args.seed)
         out.mkdir(parents=True, exist_ok=True)
@@ -214,14 +316,14 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(init_filters=args.init_filters, patch_size=tuple(args.patch_size), batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_steps=args.max_steps, time_limit_s=args.time_limit,
                          seed=args.seed, device=args.device, sequence_dropout=args.sequence_dropout)
+    if args.fold not in ("all", "every") and int(args.fold) >= len(folds):
+        raise CommandError(f"--fold {args.fold}: the split has folds 0..{len(folds) - 1}")
     runs = list(range(len(folds))) + ["all"] if args.fold == "every" else [args.fold]
     for run in runs:
         if run == "all":
             train_cases, val_cases = cases, []
         else:
             k = int(run)
-            if not 0 <= k < len(folds):
-                raise SystemExit(f"--fold {k}: the split has folds 0..{len(folds) - 1}")
             val_cases = folds[k]
             train_cases = [c for c in cases if c not in val_cases]
         _log(f"[train] run {run}: {len(train_cases)} training, {len(val_cases)} validation cases")
@@ -255,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequence whose grid the result is written on (default: T1c, else FLAIR, T2, T1)")
     p.add_argument("--register", choices=["auto", "on", "off"], default="auto",
                    help="co-register sequences onto the reference: auto = when on another grid or not aligned")
+    p.add_argument("--registration-kind", choices=["rigid", "affine"], default="rigid",
+                   help="rigid (default) or affine (adds scaling and shear, e.g. scans from another scanner)")
     p.add_argument("--skull-strip", choices=["auto", "on", "off"], default="auto",
                    help="brain extraction (MNI template): auto = when the reference is not skull-stripped")
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction of every sequence")
@@ -264,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncertainty-methods", default="ensemble,flips",
                    help="comma-separated: ensemble, flips, intensity, affine, dropout (default: ensemble,flips)")
     p.add_argument("--uncertainty-samples", type=int, help="number of samples (default 12)")
-    p.add_argument("--time-budget", type=float, help="seconds for uncertainty sampling on CPU (fewer samples if needed)")
+    p.add_argument("--time-budget", type=float, help="seconds for uncertainty sampling, on any device: sampling "
+                   "stops when the next sample would not fit (at least 2 samples always run)")
     p.add_argument("--uncertainty-map", help="also write one voxel uncertainty map (0-1) on the reference grid to "
                    "this file: the chosen map when sampling, else the label entropy of the mean probabilities")
     p.add_argument("--uncertainty-map-kind", default="entropy", choices=["entropy", "mutual_information"],
@@ -273,13 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codes of the written label map (default: the model's; brats2018 = 1/2/4)")
     p.set_defaults(func=_segment)
 
-    p = commands.add_parser("evaluate", help="compare a label map with a ground truth (Dice, HD95, ...)")
-    p.add_argument("--pred", required=True, help="predicted label map")
-    p.add_argument("--gt", required=True, help="ground-truth label map (BraTS 2018 or 2023 codes)")
+    p = commands.add_parser("evaluate", help="compare label maps with ground truths (Dice, HD95, ...): one case, "
+                            "or several paired in order (per-case metrics, their mean, uncertainty vs error)")
+    p.add_argument("--pred", required=True, nargs="+", help="predicted label map(s), one per case")
+    p.add_argument("--gt", required=True, nargs="+",
+                   help="ground-truth label map(s) (BraTS 2018 or 2023 codes), in the order of --pred")
     p.add_argument("--no-lesion", action="store_true", help="skip the lesion-wise metrics")
-    p.add_argument("--uncertainty", metavar="DIR", help="also score the uncertainty maps that "
-                   "'tumorseg segment --uncertainty DIR' wrote: ECE per region, error-detection AUROC")
-    p.add_argument("--reliability", metavar="PNG", help="with --uncertainty: write the reliability diagram")
+    p.add_argument("--uncertainty", metavar="DIR", nargs="+", help="also score the uncertainty maps that "
+                   "'tumorseg segment --uncertainty DIR' wrote, one folder per case in the order of --pred: ECE "
+                   "per region, error-detection AUROC; with 3 or more cases, also the correlation of each "
+                   "region's uncertainty score with its 1 - Dice")
+    p.add_argument("--reliability", metavar="PNG", help="with --uncertainty: write the reliability diagram "
+                   "(of all cases together when there are several)")
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=_evaluate)
 
@@ -313,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=0.0, help="seconds; the schedule ends at this time if sooner")
     p.add_argument("--patch-size", type=int, nargs=3, default=[128, 128, 128])
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--init-filters", type=int, default=8)
+    p.add_argument("--init-filters", type=int, default=8, help="features of the first layer, a multiple of 8")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--sequence-dropout", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=20260)

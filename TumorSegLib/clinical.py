@@ -52,7 +52,13 @@ class CoRegistration:
     transform: object = None  # SimpleITK transform, reference point → sequence point (None if not registered)
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "transform"}
+        record = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "transform"}
+        if self.transform is not None:  # enough to rebuild it: sitk.Euler3DTransform/AffineTransform + these
+            record["transform"] = {"type": self.transform.GetName(),
+                                   "parameters": [round(p, 6) for p in self.transform.GetParameters()],
+                                   "fixed_parameters": [round(p, 6) for p in self.transform.GetFixedParameters()],
+                                   "direction": "reference point -> sequence point (LPS, mm)"}
+        return record
 
 
 def _rotation_and_shift(transform, fixed: Volume) -> tuple[float, float]:

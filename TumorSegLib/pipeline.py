@@ -113,12 +113,19 @@ class ClinicalOptions:
             never (sequences must then share the reference grid).
         skull_strip: ``auto`` extracts the brain when the reference image is not skull-stripped.
         n4: N4 bias-field correction of every sequence.
+        registration_kind: ``rigid`` (same head, other scanner position) or ``affine`` (also corrects scaling and
+            shear, e.g. gradient-distortion differences between scanners).
     """
 
     reference: str | None = None
     register: str = "auto"
     skull_strip: str = "auto"
     n4: bool = False
+    registration_kind: str = "rigid"
+
+    def __post_init__(self):
+        if self.registration_kind not in ("rigid", "affine"):
+            raise ValueError(f"registration_kind must be 'rigid' or 'affine', got {self.registration_kind!r}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ class UncertaintyOptions:
     Attributes:
         methods: comma-separated or list of ensemble, flips, intensity, affine, dropout.
         samples: number of samples (default: the module's default).
-        time_budget_s: on CPU, stop sampling when the next pass would exceed this many seconds.
+        time_budget_s: on any device, stop sampling when the next sample would not fit in this many seconds
+            (timed on the samples already run; at least ``MIN_SAMPLES`` always run).
     """
 
     methods: str = "ensemble,flips"
@@ -192,7 +200,7 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     start = time.perf_counter()
     report(0.01, "co-registration")
     aligned, registrations = coregister({key: images[key] for key in present}, reference, clinical.register,
-                                        progress=lambda f, m: report(0.01 + 0.03 * f, m))
+                                        kind=clinical.registration_kind, progress=lambda f, m: report(0.01 + 0.03 * f, m))
     qa_report.findings += check_sequences(aligned)
     timings["coregister"] = time.perf_counter() - start
 

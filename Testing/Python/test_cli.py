@@ -42,8 +42,10 @@ def test_segment_writes_labels_on_the_input_grid_and_a_summary(segmented, synthe
 def test_the_sample_is_segmented_well(segmented, synthetic_case_files, capsys):
     assert main(["evaluate", "--pred", str(segmented), "--gt", str(synthetic_case_files["label"])]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["WT"]["dice"] > 0.85
-    assert metrics["TC"]["dice"] > 0.4
+    # Bars a little below what brats18-segresnet8 measured on CPU (WT 0.929, TC 0.652, ET 0.653).
+    assert metrics["WT"]["dice"] > 0.88
+    assert metrics["TC"]["dice"] > 0.6
+    assert metrics["ET"]["dice"] > 0.6
     assert {"dice", "hd95", "sensitivity", "specificity", "lesion_dice", "lesion_hd95"} <= set(metrics["ET"])
 
 
@@ -67,6 +69,20 @@ def test_segment_with_a_missing_sequence_still_runs_and_says_so(synthetic_case_f
 def run_error(args, capsys):
     assert main(args) == 2
     return capsys.readouterr().err
+
+
+def test_affine_co_registration_is_chosen_on_the_command_line_and_reported(synthetic_case_files, tmp_path):
+    args = ["segment", "--t1c", str(synthetic_case_files["t1c"]), "--flair", str(synthetic_case_files["flair"]),
+            "-o", str(tmp_path / "a.nii.gz"), "--model", FAST_MODEL, "--register", "on",
+            "--registration-kind", "affine"]
+    assert main(args) == 0
+    flair = json.loads((tmp_path / "a.json").read_text())["registration"][1]
+    assert flair["sequence"] == "flair" and flair["registered"] and "affine" in flair["reason"]
+    assert flair["transform"]["type"] == "AffineTransform" and len(flair["transform"]["parameters"]) == 12
+    # The sample's sequences are aligned already: the affine found must be close to identity (shift_mm is the
+    # largest displacement of the image box's corners, where a 0.3 % scale error already moves ~0.5 mm).
+    matrix = np.reshape(flair["transform"]["parameters"][:9], (3, 3))
+    assert np.allclose(matrix, np.eye(3), atol=0.02) and flair["shift_mm"] < 2.0
 
 
 def test_a_missing_file_is_named(synthetic_case_files, tmp_path, capsys):
@@ -132,7 +148,9 @@ def test_demo_segments_the_sample_with_the_default_model(tmp_path, synthetic_cas
     out = capsys.readouterr().out
     assert "WT  whole tumour" in out
     summary = json.loads((tmp_path / "TumorSeg_Synthetic_1_tumorseg.json").read_text())
-    assert summary["dice_vs_synthetic_truth"]["WT"] > 0.85
+    # Bars a little below what the default ensemble measured on CPU (WT 0.937, TC 0.649, ET 0.636).
+    dice = summary["dice_vs_synthetic_truth"]
+    assert dice["WT"] > 0.88 and dice["TC"] > 0.6 and dice["ET"] > 0.58
     truth = to_internal_labels(read_volume(synthetic_case_files["label"]).array)
     assert summary["volumes_ml"]["WT"] == pytest.approx((truth > 0).sum() / 1000, rel=0.25)
 
@@ -180,27 +198,131 @@ def test_t1c_alone_runs_but_warns_that_oedema_is_unreliable(synthetic_case_files
     assert [f["code"] for f in summary["qa"]] == ["no_t2_or_flair"]
 
 
-def test_segment_with_uncertainty_writes_maps_scores_and_volume_intervals(synthetic_case_files, tmp_path):
-    output = tmp_path / "u_seg.nii.gz"
-    args = segment_args(synthetic_case_files, output, "--uncertainty", str(tmp_path / "maps"),
+@pytest.fixture(scope="module")
+def segmented_with_uncertainty(synthetic_case_files, tmp_path_factory):
+    """The sample segmented with two flip samples: (label map, maps folder, entropy map)."""
+    folder = tmp_path_factory.mktemp("uncertain")
+    output = folder / "u_seg.nii.gz"
+    args = segment_args(synthetic_case_files, output, "--uncertainty", str(folder / "maps"),
                         "--uncertainty-methods", "flips", "--uncertainty-samples", "2",
-                        "--uncertainty-map", str(tmp_path / "entropy.nrrd"))
+                        "--uncertainty-map", str(folder / "entropy.nrrd"))
     assert main(args) == 0
+    return output, folder / "maps", folder / "entropy.nrrd"
+
+
+def test_segment_with_uncertainty_writes_maps_scores_and_volume_intervals(segmented_with_uncertainty,
+                                                                         synthetic_case_files, tmp_path):
+    output, maps, entropy_map = segmented_with_uncertainty
     summary = json.loads(output.with_name("u_seg.json").read_text())
     record = summary["uncertainty"]
     assert record["methods"] == ["flips"] and record["samples"] == 2
-    assert set(record["regions"]) == {"WT", "TC", "ET"} and "flagged" in record
+    assert set(record["regions"]) == {"WT", "TC", "ET"}
+    # The flagged list is exactly the regions whose score reached their threshold, most uncertain first.
+    regions = record["regions"]
+    assert all(r["flagged"] == (r["score"] >= r["threshold"]) for r in regions.values())
+    assert record["flagged"] == sorted((k for k, r in regions.items() if r["flagged"]),
+                                       key=lambda k: -regions[k]["score"])
     wt = record["volumes_ml"]["WT"]
     assert wt["p5"] <= wt["p95"] and len(wt["samples"]) == 2
-    entropy = read_volume(tmp_path / "entropy.nrrd")
+    entropy = read_volume(entropy_map)
     assert same_grid(entropy, read_volume(synthetic_case_files["t1c"]))
     assert 0 <= entropy.array.min() and entropy.array.max() <= 1
     for name in record["maps"].values():
-        assert same_grid(read_volume(tmp_path / "maps" / name), entropy)
+        assert same_grid(read_volume(maps / name), entropy)
     assert main(["evaluate", "--pred", str(output), "--gt", str(synthetic_case_files["label"]), "--no-lesion",
-                 "--uncertainty", str(tmp_path / "maps"), "--reliability", str(tmp_path / "rel.png"),
+                 "--uncertainty", str(maps), "--reliability", str(tmp_path / "rel.png"),
                  "-o", str(tmp_path / "eval.json")]) == 0
-    scores = json.loads((tmp_path / "eval.json").read_text())["uncertainty"]
-    assert set(scores["ece"]) == {"WT", "TC", "ET"} and 0 <= scores["ece"]["WT"]["neighbourhood"] <= 1
+    evaluation = json.loads((tmp_path / "eval.json").read_text())
+    assert "cases" not in evaluation and set(evaluation) == {"WT", "TC", "ET", "uncertainty"}  # one case: as before
+    scores = evaluation["uncertainty"]
+    assert set(scores["ece"]) == {"WT", "TC", "ET"}
+    # ECE recomputed here from the maps and the truth: the command reports the neighbourhood's calibration.
+    from TumorSegLib.calibration import error_roi, expected_calibration_error
+
+    truth = to_internal_labels(read_volume(synthetic_case_files["label"]).array)
+    predicted = to_internal_labels(read_volume(output).array)
+    roi = error_roi(predicted, truth, read_volume(output).spacing)
+    expected = expected_calibration_error(read_volume(maps / "probability_WT.nii.gz").array, truth > 0, mask=roi)
+    assert scores["ece"]["WT"]["neighbourhood"] == pytest.approx(expected, abs=1e-4)
+    assert scores["ece"]["WT"]["image"] < scores["ece"]["WT"]["neighbourhood"]  # easy background dilutes the ECE
     assert 0.5 < scores["error_auroc_entropy"]["neighbourhood"] <= 1  # uncertainty points at the errors
-    assert (tmp_path / "rel.png").stat().st_size > 1000
+    assert 0 <= scores["error_auroc_mutual_information"]["neighbourhood"] <= 1  # MI map present: scored too
+    assert scores["reliability_diagram"] == str(tmp_path / "rel.png") and (tmp_path / "rel.png").stat().st_size > 1000
+
+
+def degraded_cases(segmented_with_uncertainty, synthetic_case_files, folder, dilations=(0, 2, 4)):
+    """Cases of increasing error: the prediction grown by ``dilations`` voxels (every region grows, and the
+    prediction is already larger than the truth), each with a copy of the maps whose uncertainty score is
+    set to rise with the dilation. All are cropped around the tumour to keep the evaluation fast."""
+    from scipy import ndimage
+
+    from TumorSegLib.labels import LabelConvention, from_internal_labels
+    from TumorSegLib.preprocessing import crop
+
+    output, maps, _ = segmented_with_uncertainty
+    prediction, truth = read_volume(output), read_volume(synthetic_case_files["label"])
+    tumour = np.argwhere((prediction.array > 0) | (truth.array > 0))
+    box = tuple(slice(max(0, lo - 12), hi + 13) for lo, hi in zip(tumour.min(0), tumour.max(0)))
+    gt = write_volume(crop(truth, box), folder / "gt.nii.gz")
+    cropped_maps = {path.name: crop(read_volume(path), box) for path in maps.glob("*.nii.gz")}
+    preds, folders = [], []
+    for case, size in enumerate(dilations):
+        cropped = crop(prediction, box)
+        labels = to_internal_labels(cropped.array)
+        if size:  # grey dilation grows ET over its neighbours, TC with it, and the whole tumour outwards
+            labels = ndimage.grey_dilation(labels, size=(2 * size + 1,) * 3)
+        labels = from_internal_labels(labels, LabelConvention.BRATS2018)
+        preds.append(write_volume(cropped.with_array(labels), folder / f"pred{case}.nii.gz"))
+        case_maps = folder / f"maps{case}"
+        for name, volume in cropped_maps.items():
+            write_volume(volume, case_maps / name)
+        record = json.loads((maps / "uncertainty.json").read_text())
+        for region in record["regions"].values():
+            region["score"] = 0.1 * (case + 1)
+        (case_maps / "uncertainty.json").write_text(json.dumps(record))
+        folders.append(case_maps)
+    return preds, gt, folders
+
+
+def test_evaluate_several_cases_gives_each_case_their_mean_and_uncertainty_against_error(
+        segmented_with_uncertainty, synthetic_case_files, tmp_path, capsys):
+    preds, gt, folders = degraded_cases(segmented_with_uncertainty, synthetic_case_files, tmp_path)
+    assert main(["evaluate", "--pred", *map(str, preds), "--gt", *[str(gt)] * 3, "--no-lesion",
+                 "--uncertainty", *map(str, folders), "--reliability", str(tmp_path / "all.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"cases", "mean", "uncertainty_vs_error", "reliability_diagram"}
+    assert [case["pred"] for case in result["cases"]] == [str(p) for p in preds]  # paired in order
+    assert all(case["gt"] == str(gt) and "error_auroc_mutual_information" in case["uncertainty"]
+               for case in result["cases"])
+    for region in ("WT", "TC", "ET"):
+        dices = [case[region]["dice"] for case in result["cases"]]
+        assert dices[0] > dices[1] > dices[2], (region, dices)  # the set-up: more dilation, more error
+        assert result["mean"][region]["dice"] == pytest.approx(np.mean(dices))
+        assert result["mean"][region]["hd95"] == pytest.approx(np.mean([c[region]["hd95"] for c in result["cases"]]))
+        # Scores were set to rise with the error: a perfect rank correlation, each score paired with its case.
+        correlation = result["uncertainty_vs_error"][region]
+        assert correlation["cases"] == 3 and correlation["spearman"] == pytest.approx(1.0)
+        assert 0.5 < correlation["pearson"] <= 1 and 0 <= correlation["pearson_p"] <= 1
+    assert (tmp_path / "all.png").stat().st_size > 1000
+
+
+def test_evaluate_two_cases_says_the_correlation_needs_three(segmented_with_uncertainty, synthetic_case_files,
+                                                            tmp_path, capsys):
+    preds, gt, folders = degraded_cases(segmented_with_uncertainty, synthetic_case_files, tmp_path, (0, 2))
+    assert main(["evaluate", "--pred", *map(str, preds), "--gt", str(gt), str(gt), "--no-lesion",
+                 "--uncertainty", *map(str, folders)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["cases"]) == 2
+    assert result["uncertainty_vs_error"]["WT"] == {"cases": 2, "note": "needs at least 3 cases, got 2"}
+    (folders[1] / "uncertainty.json").unlink()
+    error = run_error(["evaluate", "--pred", *map(str, preds), "--gt", str(gt), str(gt),
+                       "--uncertainty", *map(str, folders)], capsys)
+    assert f"{folders[1] / 'uncertainty.json'} not found" in error
+
+
+def test_evaluate_refuses_unpaired_files(synthetic_case_files, capsys):
+    label = str(synthetic_case_files["label"])
+    error = run_error(["evaluate", "--pred", label, label, "--gt", label], capsys)
+    assert "--pred has 2 files but --gt has 1" in error
+    error = run_error(["evaluate", "--pred", label, label, "--gt", label, label, "--uncertainty", "one"], capsys)
+    assert "--uncertainty has 1 folders for 2 cases" in error

@@ -49,19 +49,34 @@ def case(shared_data):
     return {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair", "label")}
 
 
+# Each sequence moved by its own rigid transform onto its own grid, as in a clinical study.
+CLINICAL_MOTION = {
+    "flair": ((4, -3, 6), (6, -4, 3), (0.9, 0.9, 5.0)),
+    "t2": ((-5, 2, 0), (-3, 5, -2), (1.2, 1.2, 3.0)),
+    "t1": ((0, 0, -7), (2, 2, 8), (1.0, 1.0, 1.0)),
+}
+
+
 @pytest.mark.realdata
-def test_a_thick_slice_flair_moved_by_a_known_transform_is_registered_within_1_mm(case):
+@pytest.mark.parametrize("sequence", list(CLINICAL_MOTION))
+def test_a_sequence_moved_by_a_known_transform_onto_another_grid_is_registered_within_1_mm(case, sequence):
     reference = case["t1c"]
     # BraTS's own co-registration and the mutual-information optimum differ by about a millimetre for FLAIR:
     # measure our registration against that optimum composed with the known motion.
-    _, (_, unmoved) = coregister({"t1c": reference, "flair": case["flair"]}, "t1c", mode="on")
-    moved, truth = moved_copy(case["flair"], reference, (4, -3, 6), (6, -4, 3), (0.9, 0.9, 5.0))
-    aligned, records = coregister({"t1c": reference, "flair": moved}, "t1c")
+    _, (_, unmoved) = coregister({"t1c": reference, sequence: case[sequence]}, "t1c", mode="on")
+    moved, truth = moved_copy(case[sequence], reference, *CLINICAL_MOTION[sequence])
+    aligned, records = coregister({"t1c": reference, sequence: moved}, "t1c")
     assert records[1].registered and not records[1].warnings
     expected = sitk.CompositeTransform([truth, unmoved.transform])
     error = transform_error(records[1].transform, expected, points_of(reference, reference.array > 0))
     assert error.mean_displacement_mm <= 1.0 and error.rotation_deg <= 1.0, error
-    assert aligned["flair"].shape == reference.shape
+    assert aligned[sequence].shape == reference.shape
+    reported = records[1].as_dict()["transform"]  # the JSON carries the transform itself, not only its size
+    rebuilt = sitk.Euler3DTransform()
+    rebuilt.SetFixedParameters(reported["fixed_parameters"])
+    rebuilt.SetParameters(reported["parameters"])
+    assert transform_error(rebuilt, records[1].transform, points_of(reference, reference.array > 0)
+                           ).max_displacement_mm < 0.01
 
 
 @pytest.mark.realdata
@@ -81,9 +96,8 @@ def test_segmenting_a_clinical_looking_study_matches_the_aligned_result(case):
     truth = to_internal_labels(case["label"].array)
     aligned_result = segment(images, predictor=predictor)
     clinical = dict(images)
-    clinical["flair"], _ = moved_copy(case["flair"], case["t1c"], (4, -3, 6), (6, -4, 3), (0.9, 0.9, 5.0))
-    clinical["t2"], _ = moved_copy(case["t2"], case["t1c"], (-5, 2, 0), (-3, 5, -2), (1.2, 1.2, 3.0))
-    clinical["t1"], _ = moved_copy(case["t1"], case["t1c"], (0, 0, -7), (2, 2, 8), (1.0, 1.0, 1.0))
+    for key, motion in CLINICAL_MOTION.items():
+        clinical[key], _ = moved_copy(case[key], case["t1c"], *motion)
     clinical_result = segment(clinical, predictor=predictor)
     assert clinical_result.labels.shape == case["t1c"].shape
     assert [r["registered"] for r in clinical_result.registrations] == [False, True, True, True]
@@ -101,6 +115,19 @@ def test_brain_extraction_of_a_head_built_around_a_real_brain(case):
     extraction = extract_brain(head)
     assert dice(extraction.mask.array, brain) >= 0.85
     assert 900 < extraction.volume_ml < 2000
+
+
+@pytest.mark.realdata
+def test_a_head_that_is_not_skull_stripped_is_segmented_inside_its_extracted_brain(case):
+    brain = case["t1"].array > 0
+    heads = {key: add_synthetic_head(case[key], brain, key) for key in ("t1", "t1c", "t2", "flair")}
+    result = segment(heads, predictor=Predictor(get_model(), "cpu", members=[1]))  # skull_strip="auto"
+    assert result.brain is not None and result.summary()["brain_extraction"] is not None
+    assert dice(result.brain.mask.array, brain) >= 0.85
+    assert not (result.labels.array[~result.brain.mask.array] > 0).any()  # nothing outside the brain
+    truth = to_internal_labels(case["label"].array)
+    scores = evaluate_labels(result.labels.array, truth, lesion_metrics=False)
+    assert scores["WT"]["dice"] >= 0.80 and scores["TC"]["dice"] >= 0.55, scores
 
 
 def test_tumour_touching_the_brain_edge_is_added_back():
@@ -129,3 +156,18 @@ def test_registration_off_refuses_sequences_on_other_grids():
     other = Volume(images["t2"].array, (1.0, 1.0, 1.0), (4.0, 0.0, 0.0))
     with pytest.raises(ValueError, match="registration is off|not on the same voxel grid"):
         segment({"t1c": images["t1c"], "t2": other}, clinical=ClinicalOptions(register="off"))
+
+
+def test_uncertainty_rises_when_sequences_are_missing(synthetic_case_files):
+    # Ensemble members disagree more where the image says less: the epistemic map must show a missing sequence.
+    from TumorSegLib.pipeline import UncertaintyOptions
+
+    images = {key: read_volume(synthetic_case_files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    predictor = Predictor(get_model(), "cpu", members=[1, 2])
+    options = UncertaintyOptions(methods="ensemble", samples=2)
+    complete = segment(images, predictor=predictor, uncertainty=options)
+    t1c_only = segment({"t1c": images["t1c"]}, predictor=predictor, uncertainty=options)
+    assert t1c_only.summary()["sequences_missing"] == ["t1", "t2", "flair"]
+    tumour = (complete.labels.array > 0) | (t1c_only.labels.array > 0)
+    epistemic = [float(r.uncertainty.mutual_information.array[tumour].mean()) for r in (complete, t1c_only)]
+    assert epistemic[1] > 2 * epistemic[0], epistemic

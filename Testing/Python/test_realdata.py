@@ -16,8 +16,10 @@ from TumorSegLib.volume import read_volume, same_grid
 
 pytestmark = pytest.mark.realdata
 
-# One case from each of three folds; each is segmented by the fold network that never saw it.
-HELD_OUT = ("Brats18_CBICA_ASA_1", "Brats18_TCIA02_135_1", "Brats18_CBICA_AOP_1")
+# The middle case (third by summed validation Dice, Resources/Models/training/history_fold*.json) of folds 0, 1
+# and 3: typical cases, not the best. Each is segmented by the fold network that never saw it. The mean over
+# all 28 cases is measured by Testing/Benchmarks/cross_validation.py (model card).
+HELD_OUT = ("Brats18_CBICA_ABM_1", "Brats18_CBICA_AQP_1", "Brats18_CBICA_ALU_1")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def test_held_out_cases_agree_with_the_expert_labels(cases, held_out_cases):
         scores.append(evaluate_labels(result.labels.array, to_internal_labels(truth.array), truth.spacing,
                                       lesion_metrics=False))
     mean = {region: float(np.mean([s[region]["dice"] for s in scores])) for region in ("WT", "TC", "ET")}
-    assert mean["WT"] >= 0.80 and mean["TC"] >= 0.75 and mean["ET"] >= 0.65, mean
+    assert mean["WT"] >= 0.80 and mean["TC"] >= 0.65 and mean["ET"] >= 0.60, mean  # the product's first bar
 
 
 def test_the_command_line_segments_a_shared_case_with_the_default_model(cases, tmp_path, capsys):

@@ -75,3 +75,68 @@ def test_training_runs_checkpoints_and_resumes(brats_folder, tmp_path):
     train(cache, tmp_path / "run", config, ["CaseA"], log=lines.append)
     assert "resumed from step 2" in lines
     assert json.loads((tmp_path / "run" / "history.json").read_text())["summary"]["steps"] == 3
+
+
+@pytest.fixture
+def tiny_brats_folder(tmp_path):
+    """Three small phantom cases (40 x 44 x 36 voxels of 1.5 mm: just above the QA's smallest head) in BraTS
+    layout: enough for a 3-fold split."""
+    from Testing.conftest import brain_phantom
+    from TumorSegLib.labels import LabelConvention, from_internal_labels
+    from TumorSegLib.volume import write_volume
+
+    root = tmp_path / "data"
+    for seed, case in enumerate(("Tiny1", "Tiny2", "Tiny3")):
+        images, labels = brain_phantom(shape=(40, 44, 36), spacing=(1.5, 1.5, 1.5), seed=seed)
+        for key, suffix in (("t1", "t1"), ("t1c", "t1ce"), ("t2", "t2"), ("flair", "flair")):
+            write_volume(images[key], root / case / f"{case}_{suffix}.nii.gz")
+        seg = labels.with_array(from_internal_labels(labels.array, LabelConvention.BRATS2018))
+        write_volume(seg, root / case / f"{case}_seg.nii.gz")
+    return root
+
+
+def test_the_train_command_caches_splits_trains_one_fold_and_resumes(tiny_brats_folder, tmp_path, capsys):
+    from TumorSegLib.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", str(tiny_brats_folder), "-o", str(out), "--folds", "3", "--fold", "0", "--max-steps", "2",
+            "--patch-size", "32", "32", "32", "--batch-size", "1", "--init-filters", "8", "--device", "cpu"]
+    assert main(args) == 0
+    split = json.loads((out / "folds.json").read_text())
+    assert split["k"] == 3 and sorted(sum(split["folds"], [])) == ["Tiny1", "Tiny2", "Tiny3"]
+    assert sorted(p.name for p in (out / "cache").glob("*.npz")) == ["Tiny1.npz", "Tiny2.npz", "Tiny3.npz"]
+    held_out = split["folds"][0]
+    config = json.loads((out / "fold0" / "config.json").read_text())
+    assert config["val_cases"] == held_out and sorted(config["train_cases"] + held_out) == ["Tiny1", "Tiny2", "Tiny3"]
+    assert config["init_filters"] == 8 and config["patch_size"] == [32, 32, 32]
+    assert (out / "fold0" / "model.pt").exists() and (out / "fold0" / "checkpoint.pt").exists()
+    history = json.loads((out / "fold0" / "history.json").read_text())
+    assert history["summary"]["steps"] == 2 and set(history["summary"]["validation"]) == set(held_out)
+    assert "[train] run 0: 2 training, 1 validation cases" in capsys.readouterr().out
+
+    # A longer schedule on the same output continues from the checkpoint, on the same split and cache.
+    args[args.index("--max-steps") + 1] = "3"
+    assert main(args) == 0
+    out_text = capsys.readouterr().out
+    assert "resumed from step 2" in out_text and "[prepare" not in out_text  # cached cases are not redone
+    assert json.loads((out / "fold0" / "history.json").read_text())["summary"]["steps"] == 3
+
+
+def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_brats_folder, tmp_path, capsys):
+    from TumorSegLib.cli import main
+
+    out = tmp_path / "run"
+    base = ["train", str(tiny_brats_folder), "-o", str(out), "--folds", "3", "--device", "cpu"]
+    assert main([*base, "--fold", "first"]) == 2
+    assert "--fold first: give a fold index" in capsys.readouterr().err
+    assert main([*base, "--fold", "0", "--init-filters", "4"]) == 2
+    assert "--init-filters 4: give a multiple of 8" in capsys.readouterr().err
+    assert not out.exists()  # both refused before any case was preprocessed
+    out.mkdir()
+    (out / "folds.json").write_text(json.dumps({"seed": 1, "k": 2, "folds": [["Tiny1"], ["Other"]]}))
+    assert main([*base, "--fold", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "tumorseg train: error:" in error and "lists other cases" in error and "remove it" in error
+    (out / "folds.json").unlink()
+    assert main([*base, "--fold", "3"]) == 2
+    assert "--fold 3: the split has folds 0..2" in capsys.readouterr().err
