@@ -58,6 +58,13 @@ class TumorSeg(ScriptedLoadableModule):
             "Models trained on 28 cases of the BraTS 2018 training set. Please cite: " + CITATIONS)
 
 
+UNKNOWN = "unknown"  # choice shown for a clinical input that was not recorded
+DICOM_SEG_MISSING = (
+    "Exporting DICOM SEG needs the QuantitativeReporting extension, which provides Slicer's DICOM "
+    "Segmentation plugin. Install QuantitativeReporting from the Extensions Manager (View > Extensions Manager), "
+    "restart Slicer, then export again. Meanwhile, 'Save label map...' writes NIfTI or NRRD.")
+
+
 def _model_ids() -> list:
     # Read once when the module loads: the registry is a small JSON file shipped with the extension.
     return list(load_registry())
@@ -76,6 +83,7 @@ class TumorSegParameterNode:
     referenceSequence: Annotated[str, Choice(["t1c", "flair", "t2", "t1"])] = "t1c"
     registration: Annotated[str, Choice(["auto", "on", "off"])] = "auto"
     skullStrip: Annotated[str, Choice(["auto", "on", "off"])] = "auto"
+    registrationKind: Annotated[str, Choice(["rigid", "affine"])] = "rigid"
     biasCorrection: bool = False
     uncertaintyMethods: Annotated[str, Choice(["none", "ensemble,flips", "ensemble", "flips", "dropout",
                                                "flips,intensity,affine"])] = "none"
@@ -84,6 +92,9 @@ class TumorSegParameterNode:
     showUncertainty: bool = True
     patientId: str = ""
     visitDate: str = ""
+    # Per-visit clinical inputs of RANO (TumorSegLib.longitudinal.SteroidChange / ClinicalStatus values).
+    steroidDose: Annotated[str, Choice([UNKNOWN, "decreased", "stable", "increased"])] = UNKNOWN
+    clinicalStatus: Annotated[str, Choice([UNKNOWN, "better", "stable", "worse"])] = UNKNOWN
     outputSegmentation: vtkMRMLSegmentationNode
     uncertaintyVolume: vtkMRMLScalarVolumeNode
     resultsTable: vtkMRMLTableNode
@@ -111,6 +122,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.autoAssignButton.connect("clicked(bool)", lambda: self.logic.autoAssign(self._parameterNode, True))
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditor)
@@ -123,8 +135,12 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self.removeObservers()
+        self._timer.stop()  # it would poll a cancelled run
         if self._run is not None:
             self._run.cancel()
+            self._run = None
+        if self.logic:
+            self.logic.resetSceneState()
 
     def enter(self):
         self.initializeParameterNode()
@@ -139,6 +155,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._run is not None:
             self.onApplyButton()  # cancel: nothing of a run may land in the next scene
         self.setParameterNode(None)
+        self.logic.resetSceneState()  # watchers and tracker observe nodes of the closing scene
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -146,13 +163,27 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneEndImport(self, caller, event):
         if self._parameterNode:
-            self.logic.restoreResults(self._parameterNode)
-            self.logic.restoreTimeline(self._parameterNode)
+            self.logic.restoreSceneState(self._parameterNode)
+            self._updateGUI()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, calldata):
+        # Loading a scene adds many nodes: onSceneEndImport handles it once. Label maps are never inputs.
+        if (isinstance(calldata, vtkMRMLScalarVolumeNode) and not calldata.IsA("vtkMRMLLabelMapVolumeNode")
+                and not slicer.mrmlScene.IsImporting()):
+            # Deferred: readers and the DICOM plugin name the node and set its DICOM attributes after adding it.
+            qt.QTimer.singleShot(0, self.onVolumeAdded)
+
+    def onVolumeAdded(self):
+        if self._parameterNode:
+            self.logic.autoAssign(self._parameterNode, overwrite=False)
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
         self.logic.autoAssign(self._parameterNode, overwrite=False)
-        self.logic.restoreResults(self._parameterNode)
+        # Also here: a scene loaded while the module was closed had no one to restore it.
+        self.logic.restoreSceneState(self._parameterNode)
+        self._updateGUI()
 
     def setParameterNode(self, inputParameterNode: TumorSegParameterNode | None):
         if self._parameterNode:
@@ -179,7 +210,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.timelineTableView.setMRMLTableNode(tracker.table if tracker else None)
         self.ui.alignVisitsButton.enabled = self.ui.exportTimelineButton.enabled = bool(tracker)
         if node:
-            self.logic.showResults(node)
+            self.logic.showResults(node)  # sets the slice views only when the result or the toggle changed
 
     def onApplyButton(self):
         if self._run is not None:  # the button reads "Cancel" while running
@@ -251,6 +282,9 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.exportTimeline(folder)
 
     def onExportDicom(self):
+        if not self.logic.dicomSegExportAvailable():
+            slicer.util.errorDisplay(DICOM_SEG_MISSING, windowTitle="DICOM SEG export")
+            return
         import DICOMLib
 
         shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
@@ -263,8 +297,9 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._watchers = {}
+        self._watchers = {}  # segmentation node ID → ResultsWatcher
         self.tracker = None
+        self._shownOverlay = None  # (uncertainty ID, background ID, visible) last put in the slice views
 
     def getParameterNode(self):
         return TumorSegParameterNode(super().getParameterNode())
@@ -278,14 +313,25 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             return None
         return database.fileValue(database.fileForInstance(uids[0]), "0008,103E") or None
 
-    def autoAssign(self, parameterNode, overwrite=True):
+    def autoAssign(self, parameterNode, overwrite: bool = True) -> list:
+        """Pick the input volumes from node names and DICOM series descriptions; returns the fields set.
+
+        With ``overwrite=False`` (module entered, volume added) only empty selectors are filled, and never
+        with a volume the user already chose for another sequence.
+        """
         if parameterNode is None:
-            return
+            return []
+        fields = ("t1Volume", "t1cVolume", "t2Volume", "flairVolume")
+        chosen = {getattr(parameterNode, field) for field in fields} - {None}
+        filled = []
         assigned = mrml.assign_volume_nodes(slicer.mrmlScene, self.seriesDescription)
-        for key, node in assigned.items():
-            field = f"{key}Volume"
-            if overwrite or getattr(parameterNode, field) is None:
-                setattr(parameterNode, field, node)
+        with slicer.util.NodeModify(parameterNode.parameterNode):
+            for key, node in assigned.items():
+                field = f"{key}Volume"
+                if overwrite or (getattr(parameterNode, field) is None and node not in chosen):
+                    setattr(parameterNode, field, node)
+                    filled.append(field)
+        return filled
 
     def ensureDependencies(self, confirm):
         """Install missing packages into Slicer's Python after the user agrees; False if declined."""
@@ -317,7 +363,8 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         volumes = {"t1": parameterNode.t1Volume, "t1c": parameterNode.t1cVolume, "t2": parameterNode.t2Volume,
                    "flair": parameterNode.flairVolume}
         clinical = {"reference": parameterNode.referenceSequence, "register": parameterNode.registration,
-                    "skull_strip": parameterNode.skullStrip, "n4": parameterNode.biasCorrection}
+                    "registration_kind": parameterNode.registrationKind, "skull_strip": parameterNode.skullStrip,
+                    "n4": parameterNode.biasCorrection}
         if volumes.get(clinical["reference"]) is None:  # e.g. no T1c: fall back to the first given
             clinical["reference"] = None
         uncertainty = None
@@ -338,22 +385,58 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             parameterNode.resultsTable = result.table
         return result.summary
 
-    def restoreResults(self, parameterNode):
-        """After loading a scene: watch the saved segmentation again so the table follows edits."""
-        segmentation = parameterNode.outputSegmentation if parameterNode else None
-        if segmentation is None or segmentation.GetID() in self._watchers or parameterNode.resultsTable is None:
-            return
-        reference = parameterNode.t1cVolume or parameterNode.flairVolume
-        if reference is None:
-            return
-        self._watchers[segmentation.GetID()] = mrml.ResultsWatcher(
-            segmentation, reference, parameterNode.resultsTable, parameterNode.uncertaintyVolume).start()
+    def resetSceneState(self) -> None:
+        """Forget what belongs to the closing scene: stop the results watchers and the timeline's observers."""
+        for watcher in self._watchers.values():
+            watcher.stop()
+        self._watchers.clear()
+        if self.tracker is not None:
+            self.tracker.stop()
+            self.tracker = None
+        self._shownOverlay = None
 
-    def showResults(self, parameterNode):
+    def restoreSceneState(self, parameterNode) -> None:
+        """After loading a scene (or entering the module on one): follow the saved results and timeline again."""
+        self.restoreResults(parameterNode)
+        self.restoreTimeline(parameterNode)
+
+    def restoreResults(self, parameterNode) -> None:
+        """Watch the saved segmentation again so the table follows edits (once per segmentation node)."""
+        segmentation = parameterNode.outputSegmentation if parameterNode else None
+        table = parameterNode.resultsTable if parameterNode else None
+        reference = (parameterNode.t1cVolume or parameterNode.flairVolume) if parameterNode else None
+        if segmentation is None or table is None or reference is None:
+            return
+        existing = self._watchers.get(segmentation.GetID())
+        if existing is not None:
+            # Node IDs are reused after a scene is closed and loaded again: only the same nodes count.
+            if existing.segmentation_node is segmentation and existing.table_node is table:
+                return
+            existing.stop()
+        self._watchers[segmentation.GetID()] = mrml.ResultsWatcher(
+            segmentation, reference, table, parameterNode.uncertaintyVolume).start()
+
+    def showResults(self, parameterNode) -> bool:
+        """Show the uncertainty overlay on the slice views; True if they were set.
+
+        Called on every parameter change: the views are only touched when the result, its background or
+        the overlay toggle changed, so views the user arranged stay as they are while typing elsewhere.
+        """
         uncertainty = parameterNode.uncertaintyVolume
-        if uncertainty is not None:
-            mrml.set_uncertainty_overlay(slicer.mrmlScene, uncertainty, parameterNode.t1cVolume or
-                                         parameterNode.flairVolume, parameterNode.showUncertainty)
+        if uncertainty is None:
+            return False
+        background = parameterNode.t1cVolume or parameterNode.flairVolume
+        shown = (uncertainty.GetID(), background.GetID() if background else None, bool(parameterNode.showUncertainty))
+        if shown == self._shownOverlay:
+            return False
+        mrml.set_uncertainty_overlay(slicer.mrmlScene, uncertainty, background, parameterNode.showUncertainty)
+        self._shownOverlay = shown
+        return True
+
+    @staticmethod
+    def dicomSegExportAvailable() -> bool:
+        """DICOM SEG export comes from QuantitativeReporting's DICOMSegmentationPlugin (not in Slicer itself)."""
+        return "DICOMSegmentationPlugin" in (getattr(slicer.modules, "dicomPlugins", None) or {})
 
     @staticmethod
     def studyDate(volumeNode):
@@ -373,13 +456,30 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         if self.tracker is None:
             self.tracker = mrml.LongitudinalTracker(slicer.mrmlScene, parameterNode.patientId or "Patient")
         timepointId = f"visit {len(self.tracker.timeline.timepoints) + 1}"
-        self.tracker.add_timepoint(timepointId, date, parameterNode.outputSegmentation, reference)
+        self.tracker.add_timepoint(timepointId, date, parameterNode.outputSegmentation, reference,
+                                   steroids=self._known(parameterNode.steroidDose),
+                                   clinical_status=self._known(parameterNode.clinicalStatus))
         self.tracker.store(parameterNode.parameterNode)
+        # They describe the visit just added: the next visit must not inherit e.g. "worse" (which means PD).
+        with slicer.util.NodeModify(parameterNode.parameterNode):
+            parameterNode.steroidDose = parameterNode.clinicalStatus = UNKNOWN
         return self.tracker.chart
 
-    def restoreTimeline(self, parameterNode):
-        if self.tracker is None and parameterNode:
-            self.tracker = mrml.LongitudinalTracker.restore(parameterNode.parameterNode)
+    @staticmethod
+    def _known(value):
+        return None if not value or value == UNKNOWN else value
+
+    def restoreTimeline(self, parameterNode) -> None:
+        """Re-create the timeline the parameter node keeps, unless the current tracker is that one."""
+        if parameterNode is None:
+            return
+        node = parameterNode.parameterNode
+        if self.tracker is not None:
+            if self.tracker.is_stored_in(node):
+                return
+            self.tracker.stop()  # from a closed scene
+            self.tracker = None
+        self.tracker = mrml.LongitudinalTracker.restore(node)
 
     def alignVisits(self):
         baseline = self.tracker.timeline.baseline.id
@@ -414,34 +514,66 @@ class TumorSegTest(ScriptedLoadableModuleTest):
                  for key, volume in case.images.items()}
         return case, nodes
 
+    @staticmethod
+    def _sceneSnapshot():
+        """Node IDs, names and a checksum of every volume's voxels: what 'the scene as it was' means."""
+        import hashlib
+
+        snapshot = []
+        for index in range(slicer.mrmlScene.GetNumberOfNodes()):
+            node = slicer.mrmlScene.GetNthNode(index)
+            digest = ""
+            if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+                digest = hashlib.sha1(slicer.util.arrayFromVolume(node).tobytes()).hexdigest()
+            snapshot.append((node.GetID(), node.GetName(), digest))
+        return snapshot
+
     def test_segments_match_the_label_map_and_the_table_follows_edits(self):
         import numpy as np
+
+        from TumorSegLib.labels import Label
 
         self.delayDisplay("Segmenting the synthetic sample case")
         case, nodes = self._loadSyntheticCase()
         result = run_segmentation(slicer.mrmlScene, nodes, "brats18-segresnet8", "cpu",
                                   python=TumorSegLogic.pythonExecutable())
-        labels = mrml.labels_from_segmentation(result.segmentation, nodes["t1c"])
         self.assertEqual(result.segmentation.GetSegmentation().GetNumberOfSegments(), 3)
-        wt = int((labels.array > 0).sum())
+        # Compare with the label map file the child process wrote (result.labels), not with the segments.
+        produced = result.labels.array
+        for label in (Label.NCR, Label.ED, Label.ET):
+            segment = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, label.name, nodes["t1c"])
+            self.assertEqual(int(segment.sum()), int((produced == label).sum()))
+        wt = int((produced > 0).sum())
         self.assertGreater(wt, 1000)
+        self.assertEqual(result.table.GetCellText(4, 0), "WT")
         self.assertEqual(int(result.table.GetCellText(4, 2)), wt)
         et = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, "ET", nodes["t1c"])
         et[:5, :5, :5] = 1
         slicer.util.updateSegmentBinaryLabelmapFromArray(et, result.segmentation, "ET", nodes["t1c"])
         self.assertEqual(result.table.GetCellText(2, 4), "yes")
+        self.assertEqual(int(result.table.GetCellText(2, 2)), int(et.sum()))
         self.assertTrue(np.isfinite(float(result.table.GetCellText(4, 3))))
+        result.watcher.stop()
         self.delayDisplay("Test passed")
 
     def test_cancel_leaves_the_scene_unchanged(self):
         import time
 
         _, nodes = self._loadSyntheticCase()
-        before = slicer.mrmlScene.GetNumberOfNodes()
+        before = self._sceneSnapshot()
         run = SegmentationRun(slicer.mrmlScene, nodes, "brats18-segresnet8", "cpu",
                               python=TumorSegLogic.pythonExecutable())
         run.start()
-        time.sleep(2)
+        workDir = run.work_dir
+        deadline = time.monotonic() + 60
+        state = run.poll()
+        while state.running and state.progress == 0 and time.monotonic() < deadline:  # until it really works
+            slicer.app.processEvents()
+            time.sleep(0.1)
+            state = run.poll()
+        self.assertTrue(state.running, "the run ended before it could be cancelled")
         run.cancel()
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
+        self.assertIsNotNone(run.runner.poll().return_code)
+        self.assertEqual(self._sceneSnapshot(), before)
+        self.assertFalse(workDir.exists())
         self.delayDisplay("Test passed")

@@ -37,6 +37,7 @@ __all__ = [
     "assign_volume_nodes",
     "export_segmentation",
     "transform_node_from_sitk",
+    "sitk_from_transform_node",
     "LongitudinalTracker",
 ]
 
@@ -69,8 +70,13 @@ def _numpy_to_matrix(array: np.ndarray):
     return matrix
 
 
-def volume_from_node(node) -> Volume:
+def volume_from_node(node, world: bool = True) -> Volume:
     """The voxels and LPS geometry of a scalar volume node, parent linear transforms applied.
+
+    Args:
+        node: a scalar volume node.
+        world: apply the node's parent transforms (where it shows); ``False`` gives its own (native) grid,
+            e.g. for a follow-up visit shown aligned on the baseline.
 
     Raises:
         ValueError: if the node has no image data or sits under a non-linear transform.
@@ -83,7 +89,7 @@ def volume_from_node(node) -> Volume:
     ijk_to_ras = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(ijk_to_ras)
     matrix = _matrix_to_numpy(ijk_to_ras)
-    transform_node = node.GetParentTransformNode()
+    transform_node = node.GetParentTransformNode() if world else None
     if transform_node is not None:
         if not transform_node.IsTransformToWorldLinear():
             raise ValueError(f"volume '{node.GetName()}' is under a non-linear transform: harden it first "
@@ -189,8 +195,12 @@ def create_segmentation_node(scene, labels: Volume, reference_node, name: str, s
     return node
 
 
-def labels_from_segmentation(segmentation_node, reference_node) -> Volume:
-    """Internal label map (NCR 1, ED 2, ET 3) of the tumour segments, on ``reference_node``'s grid."""
+def labels_from_segmentation(segmentation_node, reference_node, world: bool = True) -> Volume:
+    """Internal label map (NCR 1, ED 2, ET 3) of the tumour segments, on ``reference_node``'s grid.
+
+    ``world=False`` gives the reference's native geometry (parent transforms left out; the voxels are the
+    same when segmentation and reference share their transform, as :meth:`LongitudinalTracker.align` does).
+    """
     slicer = _slicer()
     import vtk
 
@@ -199,7 +209,7 @@ def labels_from_segmentation(segmentation_node, reference_node) -> Volume:
     present = [info for info in LABELS if segmentation_node.GetSegmentation().GetSegment(info.key)]
     for info in present:
         ids.InsertNextValue(info.key)
-    reference = volume_from_node(reference_node)
+    reference = volume_from_node(reference_node, world)
     if not present:
         return reference.with_array(np.zeros(reference.shape, np.uint8))
     temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__TumorSeg_export__")
@@ -406,10 +416,16 @@ TIMELINE_COLUMNS = (
     ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("ET 5-95% (mL)", "ET_interval_ml"),
     ("WT 5-95% (mL)", "WT_interval_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
     ("ET vs nadir (%)", "ET_change_vs_nadir_pct"), ("SPD (mm2)", "spd_mm2"),
-    ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("Category (imaging only)", "category"),
+    ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("New lesions", "new_lesions"),
+    ("Category (imaging only)", "category"), ("Steroids", "steroids"), ("Clinical status", "clinical_status"),
     ("Edited", "corrected"),
 )
+# Text, so that "not assessed" shows blank (new lesions before alignment) rather than as nan.
+_TEXT_COLUMNS = frozenset({"timepoint", "date", "category", "corrected", "steroids", "clinical_status",
+                           "new_lesions"})
 PLOTTED_REGIONS = ("ET", "TC", "WT")
+ALIGNMENT_ATTRIBUTE = "TumorSeg.AlignmentMethod"  # on transform nodes made by LongitudinalTracker.align
+ALIGNED_TO_ATTRIBUTE = "TumorSeg.AlignedTo"  # ... and the baseline visit id they align on
 
 
 def transform_node_from_sitk(scene, transform, name: str):
@@ -429,50 +445,86 @@ def transform_node_from_sitk(scene, transform, name: str):
     return node
 
 
+def sitk_from_transform_node(node):
+    """The inverse of :func:`transform_node_from_sitk`: a SimpleITK affine transform mapping fixed (parent)
+    points to moving points, in LPS, from the node's own transform-to-parent."""
+    import SimpleITK as sitk
+    import vtk
+
+    to_parent = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformToParent(to_parent)
+    fixed_to_moving = np.linalg.inv(_LPS_RAS @ _matrix_to_numpy(to_parent) @ _LPS_RAS)
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix([float(v) for v in fixed_to_moving[:3, :3].ravel()])
+    transform.SetTranslation([float(v) for v in fixed_to_moving[:3, 3]])
+    return transform
+
+
 class LongitudinalTracker:
     """One patient's visits in the scene: a :class:`~TumorSegLib.longitudinal.Timeline`, its table node and
     chart, grouped in the subject hierarchy (patient → one study per visit), kept current while segments
     are edited. Measurements are always made in each visit's own space.
+
+    Once follow-ups are aligned on the baseline (:meth:`align`), their enhancing lesions are matched
+    against every earlier aligned visit as ``tumorseg track`` does (:func:`~TumorSegLib.longitudinal.track_lesions`),
+    so a new lesion shows in the table and drives the category (a new measurable one is PD).
     """
 
-    def __init__(self, scene, patient_id: str, primary: str = "bidimensional"):
+    def __init__(self, scene, patient_id: str, primary: str = "bidimensional", tolerance_mm: float = 5.0, *,
+                 table=None, chart=None):
         from .longitudinal import Timeline
 
         self.scene = scene
         self.timeline = Timeline(patient_id=patient_id)
         self.primary = primary
+        self.tolerance_mm = tolerance_mm
         self.nodes: dict[str, tuple[object, object]] = {}  # visit id → (segmentation, reference volume)
+        self.alignments: dict = {}  # follow-up id → Alignment on the baseline (native spaces)
+        self._labels: dict[str, Volume] = {}  # visit id → native label map, for the new-lesion check
         self._observers: list[tuple[object, int]] = []
         self.rows: list[dict] = []
-        self.table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{patient_id} timeline"))
-        self.table.SetAttribute("TumorSeg.Role", "timeline")
-        self.chart = None
+        if table is None:
+            table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{patient_id} timeline"))
+            table.SetAttribute("TumorSeg.Role", "timeline")
+        self.table = table
+        self.chart = chart
 
-    def add_timepoint(self, timepoint_id: str, date, segmentation_node, reference_node, steroids=None,
-                      clinical_status=None):
-        """Add a visit from its segmentation (AI or corrected); returns the timeline's Timepoint."""
+    def add_timepoint(self, timepoint_id: str, date, segmentation_node, reference_node, steroids: str | None = None,
+                      clinical_status: str | None = None):
+        """Add a visit from its segmentation (AI or corrected); returns the timeline's Timepoint.
+
+        ``steroids`` (increased, stable, decreased) and ``clinical_status`` (worse, stable, better) are the
+        values of :class:`~TumorSegLib.longitudinal.SteroidChange` / ``ClinicalStatus``; ``None`` = unknown.
+        """
         import json
-
-        import slicer
 
         from .longitudinal import ClinicalStatus, SteroidChange, Timepoint, parse_date
         from .measurements import measure_labels
 
-        labels = labels_from_segmentation(segmentation_node, reference_node)
+        labels = labels_from_segmentation(segmentation_node, reference_node, world=False)
         intervals = json.loads(segmentation_node.GetAttribute(VOLUME_INTERVALS_ATTRIBUTE) or "{}")
+        baseline_before = self.timeline.baseline.id if self.timeline.timepoints else None
         timepoint = Timepoint(timepoint_id, parse_date(date), measurements=measure_labels(labels),
                               corrected=bool(edited_labels(segmentation_node, labels)),
                               volume_intervals={key: tuple(value) for key, value in intervals.items()},
                               steroids=SteroidChange(steroids) if steroids else None,
                               clinical_status=ClinicalStatus(clinical_status) if clinical_status else None)
         self.timeline.add(timepoint)
+        if baseline_before is not None and self.timeline.baseline.id != baseline_before:
+            self.alignments.clear()  # an earlier visit became the baseline: the alignments refer to the old one
         self.nodes[timepoint_id] = (segmentation_node, reference_node)
+        self._labels[timepoint_id] = labels
         self._group_in_hierarchy(timepoint_id, timepoint.date, (segmentation_node, reference_node))
+        self._watch(timepoint_id, segmentation_node)
+        self.update()
+        return timepoint
+
+    def _watch(self, timepoint_id: str, segmentation_node) -> None:
+        import slicer
+
         tag = segmentation_node.AddObserver(slicer.vtkSegmentation.SegmentModified,
                                             lambda caller, event, tid=timepoint_id: self.remeasure(tid))
         self._observers.append((segmentation_node, tag))
-        self.update()
-        return timepoint
 
     def _group_in_hierarchy(self, timepoint_id: str, date, nodes) -> None:
         import slicer
@@ -497,17 +549,31 @@ class LongitudinalTracker:
         from .measurements import measure_labels
 
         segmentation, reference = self.nodes[timepoint_id]
-        labels = labels_from_segmentation(segmentation, reference)
+        labels = labels_from_segmentation(segmentation, reference, world=False)
+        self._labels[timepoint_id] = labels
         timepoint = self.timeline.get(timepoint_id)
         timepoint.measurements = measure_labels(labels)
         timepoint.corrected = bool(edited_labels(segmentation, labels))
         self.update()
 
+    def new_lesions(self) -> dict | None:
+        """New-or-not status of each aligned follow-up's enhancing lesions (``{visit id: (LesionStatus, ...)}``),
+        judged against every earlier aligned visit; ``None`` while no visit is aligned (not assessed)."""
+        import SimpleITK as sitk
+
+        from .longitudinal import Alignment, track_lesions
+
+        if not self.alignments or not self.timeline.timepoints:
+            return None
+        baseline = self.timeline.baseline.id
+        alignments = {baseline: Alignment(sitk.Euler3DTransform(), "baseline"), **self.alignments}
+        return track_lesions(self.timeline, self._labels, alignments, self.tolerance_mm)
+
     def update(self) -> list[dict]:
-        """Recompute rows (change, nadir, categories) and refresh the table and chart."""
+        """Recompute rows (change, nadir, new lesions, categories) and refresh the table and chart."""
         from .longitudinal import timeline_rows
 
-        self.rows = timeline_rows(self.timeline, primary=self.primary)
+        self.rows = timeline_rows(self.timeline, self.new_lesions(), self.alignments or None, primary=self.primary)
         self._fill_table()
         self._update_chart()
         return self.rows
@@ -519,7 +585,7 @@ class LongitudinalTracker:
         modifying = self.table.StartModify()
         self.table.RemoveAllColumns()
         for title, key in TIMELINE_COLUMNS:
-            numeric = key not in ("timepoint", "date", "category", "corrected") and not key.endswith("_interval_ml")
+            numeric = key not in _TEXT_COLUMNS and not key.endswith("_interval_ml")
             array = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
             array.SetName(title)
             array.SetNumberOfTuples(len(self.rows))
@@ -528,10 +594,14 @@ class LongitudinalTracker:
                 if numeric:
                     array.SetValue(index, float("nan") if value is None else float(value))
                 else:
-                    array.SetValue(index, "yes" if value is True else "no" if value is False else str(value or ""))
+                    array.SetValue(index, "yes" if value is True else "no" if value is False else
+                                   "" if value is None else str(value))
             table.AddColumn(array)
         self.table.SetColumnDescription("Category (imaging only)",
                                         "RANO 2.0 imaging-only category: needs clinical confirmation")
+        self.table.SetColumnDescription("New lesions", "enhancing lesions farther than "
+                                        f"{self.tolerance_mm:g} mm from earlier enhancing tumour; "
+                                        "assessed once the visits are aligned")
         self.table.Modified()
         self.table.EndModify(modifying)
 
@@ -556,17 +626,30 @@ class LongitudinalTracker:
 
     def align(self, timepoint_id: str):
         """Rigidly register a visit's reference volume to the baseline's and parent the visit's nodes to
-        the resulting transform, so the visits show aligned; measurements stay native. Returns the node."""
+        the resulting transform, so the visits show aligned; measurements stay native, and the visit's
+        lesions are then checked for new ones. Returns the transform node."""
+        from .longitudinal import Alignment
         from .registration import register
 
         baseline_id = self.timeline.baseline.id
         _, fixed = self.nodes[baseline_id]
         segmentation, moving = self.nodes[timepoint_id]
-        result = register(volume_from_node(fixed), volume_from_node(moving), kind="rigid", working_spacing_mm=2.0,
-                          samples_per_level=10000)
+        # Native grids: a visit aligned before must not be registered through its earlier transform.
+        result = register(volume_from_node(fixed, world=False), volume_from_node(moving, world=False), kind="rigid",
+                          working_spacing_mm=2.0, samples_per_level=10000)
+        method = f"rigid, MI {result.metric_value:.3f}"
         node = transform_node_from_sitk(self.scene, result.transform, f"{timepoint_id} to {baseline_id}")
+        node.SetAttribute(ALIGNMENT_ATTRIBUTE, method)
+        node.SetAttribute(ALIGNED_TO_ATTRIBUTE, baseline_id)
+        if fixed.GetTransformNodeID():  # the baseline is shown moved: follow it
+            node.SetAndObserveTransformNodeID(fixed.GetTransformNodeID())
+        previous = moving.GetParentTransformNode()
         for data_node in (segmentation, moving):
             data_node.SetAndObserveTransformNodeID(node.GetID())
+        if previous is not None and previous.GetAttribute(ALIGNMENT_ATTRIBUTE):
+            self.scene.RemoveNode(previous)  # this visit's earlier alignment
+        self.alignments[timepoint_id] = Alignment(result.transform, method)
+        self.update()
         return node
 
     def export(self, csv_path, png_path) -> tuple:
@@ -581,6 +664,8 @@ class LongitudinalTracker:
 
         folder = Path(path).parent
         for timepoint in self.timeline.timepoints:
+            if timepoint.id not in self.nodes:  # its nodes were deleted from the scene
+                continue
             segmentation, reference = self.nodes[timepoint.id]
             timepoint.segmentation = export_segmentation(segmentation, reference, folder / f"{timepoint.id}_seg.nrrd")
             timepoint.label_convention = "brats2018"
@@ -600,14 +685,19 @@ class LongitudinalTracker:
         if self.chart is not None:
             parameter_node.SetNodeReferenceID("TumorSeg.timelineChart", self.chart.GetID())
 
+    def is_stored_in(self, parameter_node) -> bool:
+        """Whether this tracker is the one ``parameter_node`` keeps (same table node, still in the scene):
+        after a scene is closed and loaded again, the table is a new node even where its ID is reused."""
+        table = parameter_node.GetNodeReference("TumorSeg.timelineTable") if parameter_node else None
+        return table is not None and table is self.table and self.table.GetScene() is not None
+
     @classmethod
     def restore(cls, parameter_node) -> "LongitudinalTracker | None":
-        """The tracker :meth:`store` kept (e.g. after loading a scene), re-measured and watching edits again."""
+        """The tracker :meth:`store` kept (e.g. after loading a scene), re-measured, re-aligned from its
+        transform nodes and watching edits again. Visits whose nodes were deleted are not evaluable."""
         import json
 
-        import slicer
-
-        from .longitudinal import Timeline
+        from .longitudinal import Alignment, Timeline
         from .measurements import measure_labels
 
         text = parameter_node.GetParameter("TumorSeg.timeline")
@@ -615,26 +705,35 @@ class LongitudinalTracker:
             return None
         data = json.loads(text)
         primary = data.pop("primary", "bidimensional")
-        tracker = cls.__new__(cls)
-        tracker.scene = parameter_node.GetScene()
+        tracker = cls(parameter_node.GetScene(), data.get("patient_id") or "Patient", primary,
+                      table=parameter_node.GetNodeReference("TumorSeg.timelineTable"),
+                      chart=parameter_node.GetNodeReference("TumorSeg.timelineChart"))
         tracker.timeline = Timeline.from_dict(data)
-        tracker.primary = primary
-        tracker.table = parameter_node.GetNodeReference("TumorSeg.timelineTable")
-        tracker.chart = parameter_node.GetNodeReference("TumorSeg.timelineChart")
-        tracker.nodes, tracker._observers, tracker.rows = {}, [], []
+        baseline_id = tracker.timeline.baseline.id if tracker.timeline.timepoints else None
         for timepoint in tracker.timeline.timepoints:
             segmentation = parameter_node.GetNodeReference(f"TumorSeg.visit.{timepoint.id}.segmentation")
             reference = parameter_node.GetNodeReference(f"TumorSeg.visit.{timepoint.id}.reference")
+            if segmentation is None or reference is None:
+                timepoint.measurements = None
+                continue
             tracker.nodes[timepoint.id] = (segmentation, reference)
-            labels = labels_from_segmentation(segmentation, reference)
+            labels = labels_from_segmentation(segmentation, reference, world=False)
+            tracker._labels[timepoint.id] = labels
             timepoint.measurements = measure_labels(labels)
-            tag = segmentation.AddObserver(slicer.vtkSegmentation.SegmentModified,
-                                           lambda caller, event, tid=timepoint.id: tracker.remeasure(tid))
-            tracker._observers.append((segmentation, tag))
+            timepoint.corrected = bool(edited_labels(segmentation, labels))  # edits made after store()
+            transform = reference.GetParentTransformNode()
+            if (timepoint.id != baseline_id and transform is not None and transform.GetAttribute(ALIGNMENT_ATTRIBUTE)
+                    and transform.GetAttribute(ALIGNED_TO_ATTRIBUTE) == baseline_id):
+                tracker.alignments[timepoint.id] = Alignment(sitk_from_transform_node(transform),
+                                                             transform.GetAttribute(ALIGNMENT_ATTRIBUTE))
+            tracker._watch(timepoint.id, segmentation)
+        if parameter_node.GetNodeReference("TumorSeg.timelineTable") is None:  # deleted: __init__ made a new one
+            parameter_node.SetNodeReferenceID("TumorSeg.timelineTable", tracker.table.GetID())
         tracker.update()
         return tracker
 
     def stop(self) -> None:
+        """Stop following edits (before the scene closes, or when the tracker is replaced)."""
         for node, tag in self._observers:
             node.RemoveObserver(tag)
         self._observers.clear()

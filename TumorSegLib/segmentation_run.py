@@ -111,7 +111,7 @@ class SegmentationRun:
             if self.model_id:
                 arguments += ["--model", self.model_id]
             arguments += ["--reference", self.reference_key]
-            for option in ("register", "skull_strip"):
+            for option in ("register", "registration_kind", "skull_strip"):
                 if self.clinical.get(option):
                     arguments += [f"--{option.replace('_', '-')}", str(self.clinical[option])]
             if self.clinical.get("n4"):
@@ -162,12 +162,14 @@ class SegmentationRun:
         """
         from .labels import to_internal_labels
 
-        summary = json.loads(self.output_path.with_name("labels.json").read_text())
-        labels = read_volume(self.output_path)
-        labels = labels.with_array(to_internal_labels(labels.array, summary.get("label_convention")))
-        uncertainty = read_volume(self.work_dir / "uncertainty.nrrd")  # type: ignore[operator]
+        if self.work_dir is None:
+            raise RuntimeError("no results to import: the run was not started, or was cancelled or imported")
         added = []
-        try:
+        try:  # the temporary folder goes whatever happens, reading the files included
+            summary = json.loads(self.output_path.with_name("labels.json").read_text())
+            labels = read_volume(self.output_path)
+            labels = labels.with_array(to_internal_labels(labels.array, summary.get("label_convention")))
+            uncertainty = read_volume(self.work_dir / "uncertainty.nrrd")
             segmentation = mrml.create_segmentation_node(self.scene, labels, self.reference_node,
                                                          f"{self.case} TumorSeg")
             added.append(segmentation)

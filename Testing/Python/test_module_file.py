@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from Testing.conftest import brain_phantom
 from TumorSegLib import mrml
 
 MODULE_FILE = Path(__file__).resolve().parents[2] / "TumorSeg" / "TumorSeg.py"
@@ -67,8 +68,8 @@ def module(slicer_app, monkeypatch):
             return node
 
     class Base:
-        def __init__(self, *args):
-            pass
+        def __init__(self, parent=None, *args):
+            self.parent = parent  # as ScriptedLoadableModule and its widget do
 
     stubs = {
         "qt": types.SimpleNamespace(QTimer=object),
@@ -87,8 +88,159 @@ def module(slicer_app, monkeypatch):
 
 
 def test_module_file_declares_title_category_and_citations(module):
+    parent = types.SimpleNamespace()
+    module.TumorSeg(parent)
+    assert parent.title == "TumorSeg" and parent.categories == ["Segmentation"]
+    assert "not a medical device" in parent.helpText
     assert "Menze" in module.CITATIONS and "Bakas" in module.CITATIONS
+    assert module.CITATIONS in parent.acknowledgementText
     assert "brats18-segresnet8" in module._model_ids()
+
+
+def add_result(scene, parameters, name: str, with_outputs: bool = False, seed: int = 0):
+    """A segmented visit in the scene (phantom T1c + its segments) selected in the parameter node, as after a run."""
+    images, labels = brain_phantom(seed=seed)
+    reference = mrml.add_volume_node(scene, images["t1c"], f"{name} T1c")
+    segmentation = mrml.create_segmentation_node(scene, labels, reference, f"{name} TumorSeg", show_3d=False)
+    parameters.t1cVolume = reference
+    parameters.outputSegmentation = segmentation
+    if with_outputs:
+        parameters.uncertaintyVolume = mrml.add_uncertainty_node(scene, labels.with_array(labels.array / 3.0),
+                                                                 f"{name} uncertainty")
+        parameters.resultsTable = mrml.create_results_table(scene, f"{name} volumes")
+    return reference, segmentation
+
+
+def timeline_column(logic, title):
+    table = logic.tracker.table
+    index = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())].index(title)
+    return [table.GetCellText(r, index) for r in range(table.GetNumberOfRows())]
+
+
+def test_steroid_dose_and_clinical_status_reach_the_timeline_for_that_visit_only(module, slicer_app):
+    logic = module.TumorSegLogic()
+    parameters = logic.getParameterNode()
+    assert (parameters.steroidDose, parameters.clinicalStatus) == ("unknown", "unknown")
+    parameters.patientId = "Patient 3"
+    for index, (date, steroids, status) in enumerate((("2024-01-01", "unknown", "unknown"),
+                                                      ("2024-03-01", "increased", "worse"),
+                                                      ("2024-05-01", "unknown", "unknown"))):
+        add_result(slicer_app.scene, parameters, f"visit{index}")
+        parameters.visitDate = date
+        parameters.steroidDose, parameters.clinicalStatus = steroids, status
+        logic.addTimepoint(parameters)
+        # Per-visit inputs: the next visit starts from "unknown" rather than inheriting "worse".
+        assert (parameters.steroidDose, parameters.clinicalStatus) == ("unknown", "unknown")
+    timeline = logic.tracker.timeline
+    assert [(tp.steroids and tp.steroids.value, tp.clinical_status and tp.clinical_status.value)
+            for tp in timeline.ordered()] == [(None, None), ("increased", "worse"), (None, None)]
+    assert timeline_column(logic, "Steroids") == ["", "increased", ""]
+    assert timeline_column(logic, "Clinical status") == ["", "worse", ""]
+    # The same images each visit: only the clinical deterioration makes visit 2 progressive disease.
+    categories = timeline_column(logic, "Category (imaging only)")
+    assert categories[1] == "PD" and categories[2] != "PD"
+    assert "clinical" in logic.tracker.rows[1]["category_reasons"].lower()
+
+
+def test_a_volume_added_later_fills_only_empty_selectors_and_never_reuses_a_chosen_volume(module, slicer_app):
+    import vtk
+
+    scene = slicer_app.scene
+    logic = module.TumorSegLogic()
+    parameters = logic.getParameterNode()
+    images, _ = brain_phantom(shape=(8, 8, 8))
+    mine = mrml.add_volume_node(scene, images["t1c"], "my contrast scan")  # a name no rule recognises
+    parameters.t1cVolume = mine
+    assert logic.autoAssign(parameters, overwrite=False) == []
+    # Volumes loaded while the module is open: the widget's NodeAddedEvent observer calls this.
+    mrml.add_volume_node(scene, images["t1c"], "Patient_T1_POST_GD")
+    flair = mrml.add_volume_node(scene, images["flair"], "Patient_AX_FLAIR")
+    assert logic.autoAssign(parameters, overwrite=False) == ["flairVolume"]
+    assert parameters.t1cVolume.GetID() == mine.GetID() and parameters.flairVolume.GetID() == flair.GetID()
+    # The user puts the FLAIR in the T2 selector and clears FLAIR: it is not put back there too.
+    parameters.t2Volume, parameters.flairVolume = flair, None
+    t2 = mrml.add_volume_node(scene, images["t2"], "Patient_T2_TSE")
+    assert logic.autoAssign(parameters, overwrite=False) == []
+    assert parameters.flairVolume is None and parameters.t2Volume.GetID() == flair.GetID()
+    assert set(logic.autoAssign(parameters, overwrite=True)) == {"t1cVolume", "t2Volume", "flairVolume"}
+    assert parameters.t2Volume.GetID() == t2.GetID()
+    assert module.TumorSegWidget.onNodeAdded.CallDataType == vtk.VTK_OBJECT  # receives the added node
+
+
+@pytest.mark.parametrize("reset_on_close", [True, False], ids=["widget-reset", "no-reset"])
+def test_results_and_timeline_follow_the_new_nodes_after_the_scene_is_closed_and_loaded_again(
+        module, slicer_app, tmp_path, reset_on_close):
+    import slicer
+
+    scene = slicer_app.scene
+    logic = module.TumorSegLogic()
+    parameters = logic.getParameterNode()
+    reference, segmentation = add_result(scene, parameters, "Case", with_outputs=True)
+    logic.restoreSceneState(parameters)
+    assert list(logic._watchers) == [segmentation.GetID()]
+    parameters.visitDate = "2024-01-01"
+    logic.addTimepoint(parameters)
+    bundle = tmp_path / "case.mrb"
+    assert scene.WriteToMRB(str(bundle))
+    old_watcher, old_tracker = logic._watchers[segmentation.GetID()], logic.tracker
+
+    if reset_on_close:
+        logic.resetSceneState()  # what the widget does on the scene's StartCloseEvent
+        assert logic.tracker is None and not logic._watchers
+    scene.Clear(False)
+    assert scene.ReadFromMRB(str(bundle))
+    parameters = logic.getParameterNode()
+    logic.restoreSceneState(parameters)  # the widget: on EndImportEvent, or when the module is entered
+    segmentation2, reference2, table2 = parameters.outputSegmentation, parameters.t1cVolume, parameters.resultsTable
+    # A new node under the old ID: a watcher keyed by ID alone would wrongly count as attached.
+    assert segmentation2 is not segmentation and segmentation2.GetID() == segmentation.GetID()
+    watcher = logic._watchers[segmentation2.GetID()]
+    assert watcher is not old_watcher and watcher.segmentation_node is segmentation2 and watcher.table_node is table2
+    assert logic.tracker is not old_tracker and logic.tracker.table.GetScene() is scene
+    assert logic.tracker.nodes["visit 1"][0] is segmentation2
+    assert timeline_column(logic, "Edited") == ["no"]
+    logic.restoreSceneState(parameters)  # entering the module again changes nothing
+    assert logic._watchers[segmentation2.GetID()] is watcher
+
+    # An edit of the reloaded segmentation reaches both the results table and the timeline.
+    et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation2, "ET", reference2)
+    et[:3, :3, :3] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation2, "ET", reference2)
+    assert table2.GetCellText(2, 4) == "yes" and int(table2.GetCellText(2, 2)) == int(et.sum())
+    assert timeline_column(logic, "Edited") == ["yes"]
+    logic.resetSceneState()
+
+
+def test_the_overlay_is_set_again_only_when_the_result_or_the_toggle_changes(module, slicer_app):
+    scene = slicer_app.scene
+    logic = module.TumorSegLogic()
+    parameters = logic.getParameterNode()
+    reference, _ = add_result(scene, parameters, "Case", with_outputs=True)
+    composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    parameters.showUncertainty = True
+    assert logic.showResults(parameters)
+    assert composite.GetBackgroundVolumeID() == reference.GetID()
+    assert composite.GetForegroundVolumeID() == parameters.uncertaintyVolume.GetID()
+    other = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "other")
+    composite.SetBackgroundVolumeID(other.GetID())  # the user looks at another volume ...
+    parameters.patientId = "P 1"  # ... and types elsewhere in the module: the views stay as they are
+    assert not logic.showResults(parameters)
+    assert composite.GetBackgroundVolumeID() == other.GetID()
+    parameters.showUncertainty = False
+    assert logic.showResults(parameters)
+    assert composite.GetForegroundVolumeID() is None and composite.GetBackgroundVolumeID() == reference.GetID()
+    logic.resetSceneState()  # a new scene: shown again even where node IDs repeat
+    assert logic.showResults(parameters)
+
+
+def test_dicom_seg_export_needs_quantitative_reporting(module, slicer_app, monkeypatch):
+    import slicer
+
+    assert not module.TumorSegLogic.dicomSegExportAvailable()
+    assert "QuantitativeReporting" in module.DICOM_SEG_MISSING and "Extensions Manager" in module.DICOM_SEG_MISSING
+    # QuantitativeReporting registers its plugin in slicer.modules.dicomPlugins when Slicer starts.
+    monkeypatch.setattr(slicer.modules, "dicomPlugins", {"DICOMSegmentationPlugin": object}, raising=False)
+    assert module.TumorSegLogic.dicomSegExportAvailable()
 
 
 def test_logic_assigns_runs_shows_and_exports(module, slicer_app, synthetic_case, tmp_path):

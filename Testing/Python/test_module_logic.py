@@ -101,6 +101,30 @@ def test_a_failed_run_reports_the_error_and_changes_nothing(slicer_app, syntheti
     assert scene_snapshot(slicer_app.scene) == before
 
 
+@pytest.mark.parametrize("broken", ["summary is not JSON", "uncertainty map missing"])
+def test_results_that_cannot_be_read_leave_no_temporary_folder_and_no_nodes(slicer_app, synthetic_nodes,
+                                                                            synthetic_case, tmp_path, broken):
+    import json
+
+    from TumorSegLib.volume import write_volume
+
+    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu")
+    run.work_dir = tmp_path / "TumorSeg-run"  # as start() leaves it once the child process has written
+    run.work_dir.mkdir()
+    write_volume(synthetic_case.labels, run.output_path)
+    if broken == "summary is not JSON":
+        run.output_path.with_name("labels.json").write_text("{truncated")
+        error = json.JSONDecodeError
+    else:
+        run.output_path.with_name("labels.json").write_text(json.dumps({"label_convention": "brats2023"}))
+        error = FileNotFoundError
+    before = scene_snapshot(slicer_app.scene)
+    with pytest.raises(error):
+        run.import_results()
+    assert not (tmp_path / "TumorSeg-run").exists()
+    assert scene_snapshot(slicer_app.scene) == before
+
+
 def test_a_run_needs_t1c_or_flair(slicer_app, synthetic_nodes):
     with pytest.raises(ValueError, match="at least a T1c or a FLAIR"):
         SegmentationRun(slicer_app.scene, {"t1": synthetic_nodes["t1"], "t2": synthetic_nodes["t2"]})

@@ -136,12 +136,27 @@ def test_uncertainty_volume_is_windowed_zero_to_one_and_can_be_overlaid(slicer_a
     uncertainty = mrml.add_uncertainty_node(scene, labels.with_array(labels.array / 3.0), "u")
     display = uncertainty.GetDisplayNode()
     assert (display.GetWindow(), display.GetLevel()) == (1.0, 0.5)
-    assert display.GetColorNodeID()
+    # Without Slicer's colour files (no home directory here) Inferno is absent: the built-in Iron is used.
+    assert scene.GetNodeByID("vtkMRMLColorTableNodeFileInferno.txt") is None
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeIron"
     composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
     assert mrml.set_uncertainty_overlay(scene, uncertainty, reference, visible=True) == 1
     assert composite.GetForegroundVolumeID() == uncertainty.GetID() and composite.GetForegroundOpacity() > 0
     mrml.set_uncertainty_overlay(scene, uncertainty, reference, visible=False)
     assert composite.GetForegroundVolumeID() is None
+
+
+def test_uncertainty_prefers_the_perceptual_inferno_colour_map_when_slicer_has_it(slicer_app):
+    import slicer
+
+    _, labels = brain_phantom(shape=(8, 8, 8))
+    inferno = slicer.vtkMRMLColorTableNode()
+    inferno.SetTypeToGrey()
+    inferno.SetSingletonTag("FileInferno.txt")  # Slicer's colour logic names its file colour tables so
+    slicer_app.scene.AddNode(inferno)
+    assert inferno.GetID() == "vtkMRMLColorTableNodeFileInferno.txt"
+    uncertainty = mrml.add_uncertainty_node(slicer_app.scene, labels.with_array(labels.array / 3.0), "u")
+    assert uncertainty.GetDisplayNode().GetColorNodeID() == inferno.GetID()
 
 
 def test_results_survive_saving_and_reloading_the_scene(slicer_app, case, tmp_path):

@@ -10,8 +10,9 @@ from TumorSegLib.longitudinal import run_track
 from TumorSegLib.volume import Volume
 
 
-def visit(radius: float, shift=(0.0, 0.0, 0.0)):
-    """A phantom visit: T1c image and labels of a spherical enhancing lesion with oedema, moved by ``shift``."""
+def visit(radius: float, shift=(0.0, 0.0, 0.0), satellite=None):
+    """A phantom visit: T1c image and labels of a spherical enhancing lesion with oedema, moved by ``shift``;
+    ``satellite`` = (offset from the lesion in voxels, radius) adds a second enhancing lesion."""
     shape = (80, 80, 60)
     grid = np.indices(shape).astype(float)
     centre = np.array([40, 40, 30]) + np.array(shift)
@@ -22,6 +23,12 @@ def visit(radius: float, shift=(0.0, 0.0, 0.0)):
     labels[(distance < radius + 5) & head] = Label.ED
     if radius > 0:
         labels[distance < radius] = Label.ET
+    if satellite is not None:
+        offset, satellite_radius = satellite
+        second = centre + np.array(offset, float)
+        satellite_distance = np.sqrt(((grid - second[:, None, None, None]) ** 2).sum(0))
+        labels[(satellite_distance < satellite_radius + 3) & head & (labels == 0)] = Label.ED
+        labels[satellite_distance < satellite_radius] = Label.ET
     image = (100.0 * head + 60.0 * (labels == Label.ET) + 20 * (labels == Label.ED)).astype(np.float32)
     image += np.random.default_rng(0).normal(0, 2, shape).astype(np.float32) * head
     return Volume(image, (1.0, 1.0, 1.5)), Volume(labels, (1.0, 1.0, 1.5))
@@ -126,15 +133,29 @@ def test_export_and_saved_timeline_match_the_command_line(tracker, tmp_path):
     assert [row["ET_ml"] for row in result["rows"]] == [row["ET_ml"] for row in tracker.rows]
 
 
-def test_a_follow_up_is_shown_aligned_on_the_baseline(slicer_app):
-    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 9")
-    for index, shift in enumerate(((0, 0, 0), (5, -3, 2))):
-        image, labels = visit(10, shift)
-        reference = mrml.add_volume_node(slicer_app.scene, image, f"u{index}")
-        segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, f"u{index}", show_3d=False)
-        tracker.add_timepoint(f"u{index}", f"2024-0{index + 1}-01", segmentation, reference)
-    node = tracker.align("u1")
+def add_visits(scene, tracker, visits):
+    """Add (id, date, (image, labels)) visits to ``tracker``; returns {id: (segmentation, reference)}."""
+    nodes = {}
+    for visit_id, date, (image, labels) in visits:
+        reference = mrml.add_volume_node(scene, image, f"{visit_id} T1c")
+        segmentation = mrml.create_segmentation_node(scene, labels, reference, f"{visit_id} TumorSeg", show_3d=False)
+        tracker.add_timepoint(visit_id, date, segmentation, reference)
+        nodes[visit_id] = (segmentation, reference)
+    return nodes
+
+
+def test_a_follow_up_is_shown_aligned_on_the_baseline_and_still_measured_natively(slicer_app):
+    import slicer
     import vtk
+
+    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 9")
+    followup_image, followup_labels = visit(8, (5, -3, 2))
+    add_visits(slicer_app.scene, tracker, [("u0", "2024-01-01", visit(10)), ("u1", "2024-02-01",
+                                                                           (followup_image, followup_labels))])
+    native_et_ml = (followup_labels.array == Label.ET).sum() * 1.5 / 1000
+    assert tracker.rows[1]["ET_ml"] == pytest.approx(native_et_ml, rel=1e-3)
+    spd_before = tracker.rows[1]["spd_mm2"]
+    node = tracker.align("u1")
 
     matrix = vtk.vtkMatrix4x4()
     node.GetMatrixTransformToParent(matrix)
@@ -142,11 +163,75 @@ def test_a_follow_up_is_shown_aligned_on_the_baseline(slicer_app):
     # The follow-up content moved by (5, -3, 2) voxels in LPS index space (1, 1, 1.5 mm): undo it in RAS.
     expected = -np.array([5.0, -3.0, 3.0]) * np.array([-1, -1, 1])
     assert np.allclose(translation_ras, expected, atol=1.0)
-    assert tracker.nodes["u1"][1].GetTransformNodeID() == node.GetID()
-    # Measurements stay native: aligning does not change the volumes.
-    assert tracker.update()[1]["ET_ml"] == tracker.rows[0]["ET_ml"]
+    segmentation, reference = tracker.nodes["u1"]
+    assert reference.GetTransformNodeID() == node.GetID() == segmentation.GetTransformNodeID()
+    # Shown in baseline space, measured in its own: same volume and SPD as before aligning.
+    assert not np.allclose(mrml.volume_from_node(reference).origin, followup_image.origin)
+    assert np.allclose(mrml.volume_from_node(reference, world=False).origin, followup_image.origin)
+    assert tracker.rows[1]["ET_ml"] == pytest.approx(native_et_ml, rel=1e-3)
+    assert tracker.rows[1]["spd_mm2"] == spd_before
+    assert tracker.rows[1]["alignment"].startswith("rigid")
+
+    # The user erases part of the aligned follow-up's enhancing tumour: its row follows, in native voxels.
+    et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, "ET", reference)
+    assert et.sum() == (followup_labels.array == Label.ET).sum()
+    et[:32] = 0
+    slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation, "ET", reference)
+    native = mrml.labels_from_segmentation(segmentation, reference, world=False)
+    assert np.array_equal(native.array == Label.ET, (followup_labels.array == Label.ET) & (np.indices(et.shape[::-1])[2] >= 32))
+    assert float(column(tracker.table, "ET (mL)")[1]) == pytest.approx(et.sum() * 1.5 / 1000, rel=1e-3)
+    assert tracker.rows[1]["ET_ml"] < native_et_ml and column(tracker.table, "Edited") == ["no", "yes"]
+    # Aligning again registers the native follow-up (not through its first transform) and replaces that transform.
+    again = tracker.align("u1")
+    again.GetMatrixTransformToParent(matrix)
+    assert np.allclose([matrix.GetElement(r, 3) for r in range(3)], expected, atol=1.0)
+    assert slicer_app.scene.GetNodeByID(node.GetID()) is None
     tracker.stop()
-    assert sitk  # SimpleITK imported: registration backend available
+
+
+def test_transform_nodes_give_back_the_registration_transform(slicer_app):
+    transform = sitk.Euler3DTransform((10.0, -4.0, 3.0), 0.05, -0.1, 0.2, (2.0, -7.0, 4.5))
+    node = mrml.transform_node_from_sitk(slicer_app.scene, transform, "t")
+    back = mrml.sitk_from_transform_node(node)
+    for point in ((0.0, 0.0, 0.0), (50.0, -20.0, 10.0), (-30.0, 40.0, -60.0)):
+        assert np.allclose(back.TransformPoint(point), transform.TransformPoint(point), atol=1e-6)
+
+
+def test_a_new_enhancing_lesion_appears_once_the_visits_are_aligned_and_makes_progression(slicer_app, tmp_path):
+    import slicer
+
+    from Testing.conftest import SlicerApplicationStub
+
+    scene = slicer_app.scene
+    tracker = mrml.LongitudinalTracker(scene, "Patient 11")
+    # The main lesion shrinks a little while a measurable satellite appears 9 mm beyond its edge, in a shifted head:
+    # the SPD barely changes (SD on size alone); the new measurable lesion makes it PD (RANO 2.0).
+    add_visits(scene, tracker, [("b", "2024-01-01", visit(12)),
+                                ("f", "2024-03-01", visit(10, (4, -3, 2), satellite=((19, 19, 0), 6)))])
+    assert column(tracker.table, "New lesions") == ["", ""]  # not assessed before alignment
+    assert tracker.rows[1]["category"] == "SD" and tracker.rows[1]["new_lesions"] is None
+    tracker.align("f")
+    statuses = tracker.new_lesions()["f"]
+    assert sorted(status.new for status in statuses) == [False, True], statuses
+    new = next(status for status in statuses if status.new)
+    assert new.measurable and new.distance_mm > tracker.tolerance_mm
+    assert tracker.rows[1]["new_lesions"] == 1 and tracker.rows[1]["new_measurable_lesions"] == 1
+    assert column(tracker.table, "New lesions")[1] == "1"
+    assert column(tracker.table, "Category (imaging only)") == ["baseline", "PD"]
+    assert "new measurable" in tracker.rows[1]["category_reasons"]
+
+    # Saved and loaded again: the alignment comes back from its transform node, and with it the new lesion.
+    parameters = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "TumorSeg")
+    tracker.store(parameters)
+    assert scene.WriteToMRB(str(tmp_path / "patient.mrb"))
+    tracker.stop()
+    reloaded = SlicerApplicationStub(tmp_path / "cache2")
+    slicer.mrmlScene = reloaded.scene
+    assert reloaded.scene.ReadFromMRB(str(tmp_path / "patient.mrb"))
+    restored = mrml.LongitudinalTracker.restore(reloaded.scene.GetFirstNodeByName("TumorSeg"))
+    assert list(restored.alignments) == ["f"]
+    assert restored.rows[1]["new_lesions"] == 1 and restored.rows[1]["category"] == "PD"
+    restored.stop()
 
 
 def test_the_timeline_comes_back_after_saving_and_reloading_the_scene(tracker, slicer_app, tmp_path):
