@@ -4,16 +4,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tumorseg-installed
+# Where pip finds torch. Empty: pip's configured index, which on our CI and dev machines serves a local CPU wheel.
+# On a plain machine PyPI's Linux torch wheel is the CUDA build (GBs); use the CPU index instead:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: setup demo test lint bench cv clean
 
 setup: $(STAMP)
 
-# Re-installs only when pyproject.toml or Resources/Python/{requirements,constraints}.txt change. torch goes first, pinned, so that pip
-# takes the CPU wheel instead of resolving a multi-gigabyte CUDA build.
+# Re-installs only when pyproject.toml or Resources/Python/{requirements,constraints}.txt change. torch goes first,
+# pinned and from TORCH_INDEX when set, so the rest of the install finds it satisfied and pulls no other build.
 $(STAMP): pyproject.toml Resources/Python/requirements.txt Resources/Python/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test]'
 	touch $@
 

@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "calibration"))
     parser.add_argument("--cases", type=int, default=0, help="first N cases, spread over the folds (0: all)")
     parser.add_argument("--methods", default="flips")
-    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=3)  # the model card's figures
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS)
     parser.add_argument("--voxels-per-case", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
