@@ -242,8 +242,10 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if state.return_code == 0:
             with slicer.util.tryWithErrorDisplay("TumorSeg could not load the results.", waitCursor=True):
                 summary = self.logic.finishRun(run, self._parameterNode)
+                review = mrml.review_first(summary.get("uncertainty", {}))
                 self.ui.statusLabel.text = (f"Done in {summary['timings_s'].get('total', 0):.0f} s on "
-                                            f"{summary['device']}. Review the uncertainty, then correct the segments.")
+                                            f"{summary['device']}. " + (review or "Review the uncertainty, then "
+                                                                        "correct the segments."))
         else:
             run.cleanup()
             message = run.error_message()

@@ -34,6 +34,7 @@ __all__ = [
     "ResultsWatcher",
     "set_uncertainty_overlay",
     "set_uncertainty_columns",
+    "review_first",
     "assign_volume_nodes",
     "export_segmentation",
     "transform_node_from_sitk",
@@ -271,7 +272,8 @@ def create_results_table(scene, name: str):
         array.SetName(column)
         table.AddColumn(array)
     table.SetColumnUnitLabel("Volume (mL)", "mL")
-    table.SetColumnDescription("Mean uncertainty", "mean normalised entropy (0-1) inside the region")
+    table.SetColumnDescription("Mean uncertainty", "mean of the uncertainty volume (0-1) inside the region: "
+                               "normalised entropy, or mutual information when that map was chosen")
     table.SetColumnDescription("Edited", "the region's segments differ from the AI result")
     table.SetColumnDescription("AI volume 5-95% (mL)", "spread of the AI volume over uncertainty samples "
                                "(model variability, not a confidence interval for the true volume)")
@@ -296,6 +298,17 @@ def set_uncertainty_columns(table, record: dict) -> None:
         vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
     vtk_table.Modified()
     table.Modified()
+
+
+def review_first(record: dict) -> str:
+    """One line naming the regions an uncertainty record flags, most uncertain first ('' when none), for
+    the module's status line: the table's "Review first" column is easy to miss."""
+    regions = record.get("regions", {})
+    flagged = sorted(record.get("flagged", []), key=lambda key: -regions.get(key, {}).get("score", 0.0))
+    if not flagged:
+        return ""
+    return "Review first: " + ", ".join(f"{key} (score {regions[key]['score']:.2f})" if key in regions else key
+                                        for key in flagged) + "."
 
 
 def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str]) -> None:

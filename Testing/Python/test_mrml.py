@@ -233,3 +233,10 @@ def test_an_edited_segmentation_exports_as_a_label_map_file(slicer_app, case, tm
         written = read_volume(mrml.export_segmentation(segmentation, reference, tmp_path / f"edited{suffix}"))
         assert set(np.unique(written.array)) <= {0, 1, 2, 4}
         assert same_grid(written, labels) and np.array_equal(to_internal_labels(written.array), labels.array)
+
+
+def test_the_status_line_names_flagged_regions_most_uncertain_first():
+    record = {"flagged": ["TC", "ET"], "regions": {"WT": {"score": 0.1}, "TC": {"score": 0.31},
+                                                   "ET": {"score": 0.52}}}
+    assert mrml.review_first(record) == "Review first: ET (score 0.52), TC (score 0.31)."
+    assert mrml.review_first({"flagged": [], "regions": {}}) == "" and mrml.review_first({}) == ""
