@@ -151,6 +151,22 @@ def test_n4_removes_a_smooth_multiplicative_bias():
     assert spread(corrected.array) < 0.5 * spread(biased.array)
 
 
+def test_a_registration_that_finds_no_shared_structure_is_flagged_as_poor():
+    images, _ = brain_phantom()
+    noise = images["t1c"].with_array(np.random.default_rng(0).normal(100, 30, images["t1c"].shape).astype(np.float32))
+    _, records = coregister({"t1c": images["t1c"], "flair": noise}, "t1c", mode="on")
+    assert any("is poor" in warning and "check the overlay" in warning for warning in records[1].warnings)
+
+
+def test_a_sequence_that_had_to_move_far_is_flagged_for_a_check_of_the_study():
+    images, _ = brain_phantom()
+    flair = images["flair"]
+    moved = Volume(flair.array, flair.spacing, tuple(np.asarray(flair.origin) + [60.0, 0.0, 0.0]))
+    _, records = coregister({"t1c": images["t1c"], "flair": moved}, "t1c")
+    assert records[1].registered and records[1].shift_mm == pytest.approx(60, abs=2)
+    assert any("belong to the same study" in warning for warning in records[1].warnings)
+
+
 def test_registration_off_refuses_sequences_on_other_grids():
     images, _ = brain_phantom()
     other = Volume(images["t2"].array, (1.0, 1.0, 1.0), (4.0, 0.0, 0.0))
