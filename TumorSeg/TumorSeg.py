@@ -258,7 +258,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.util.selectModule("SegmentEditor")
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(node.outputSegmentation)
-        editor.setSourceVolumeNode(node.t1cVolume or node.flairVolume)
+        editor.setSourceVolumeNode(self.logic.resultReference(node))
 
     def onExportLabelmap(self):
         path = qt.QFileDialog.getSaveFileName(self.parent, "Save label map", "",
@@ -402,11 +402,20 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         self.restoreResults(parameterNode)
         self.restoreTimeline(parameterNode)
 
+    @staticmethod
+    def resultReference(parameterNode):
+        """The volume the current result is on: the segmentation's own reference geometry (whichever sequence
+        was the reference), else the T1c or FLAIR input for a segmentation made elsewhere."""
+        if parameterNode is None:
+            return None
+        return (mrml.result_reference_volume(parameterNode.outputSegmentation) or parameterNode.t1cVolume
+                or parameterNode.flairVolume)
+
     def restoreResults(self, parameterNode) -> None:
         """Watch the saved segmentation again so the table follows edits (once per segmentation node)."""
         segmentation = parameterNode.outputSegmentation if parameterNode else None
         table = parameterNode.resultsTable if parameterNode else None
-        reference = (parameterNode.t1cVolume or parameterNode.flairVolume) if parameterNode else None
+        reference = self.resultReference(parameterNode)
         if segmentation is None or table is None or reference is None:
             return
         existing = self._watchers.get(segmentation.GetID())
@@ -427,7 +436,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         uncertainty = parameterNode.uncertaintyVolume
         if uncertainty is None:
             return False
-        background = parameterNode.t1cVolume or parameterNode.flairVolume
+        background = self.resultReference(parameterNode)
         shown = (uncertainty.GetID(), background.GetID() if background else None, bool(parameterNode.showUncertainty))
         if shown == self._shownOverlay:
             return False
@@ -451,7 +460,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
 
     def addTimepoint(self, parameterNode):
         """Add the current result as a visit of the patient's timeline; returns the chart node."""
-        reference = parameterNode.t1cVolume or parameterNode.flairVolume
+        reference = self.resultReference(parameterNode)
         date = parameterNode.visitDate or self.studyDate(reference)
         if not date:
             raise ValueError("enter the visit date (YYYY-MM-DD): the volumes carry no DICOM study date")
@@ -492,8 +501,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
                                    os.path.join(folder, "timeline_volumes.png"))
 
     def exportLabelmap(self, parameterNode, path):
-        return mrml.export_segmentation(parameterNode.outputSegmentation,
-                                        parameterNode.t1cVolume or parameterNode.flairVolume, path)
+        return mrml.export_segmentation(parameterNode.outputSegmentation, self.resultReference(parameterNode), path)
 
 
 class TumorSegTest(ScriptedLoadableModuleTest):

@@ -39,6 +39,7 @@ __all__ = [
     "export_segmentation",
     "transform_node_from_sitk",
     "sitk_from_transform_node",
+    "result_reference_volume",
     "LongitudinalTracker",
 ]
 
@@ -194,6 +195,17 @@ def create_segmentation_node(scene, labels: Volume, reference_node, name: str, s
     if show_3d:
         node.CreateClosedSurfaceRepresentation()
     return node
+
+
+def result_reference_volume(segmentation_node):
+    """The volume whose grid a segmentation was made on (its reference image geometry node), or ``None``.
+
+    Derived from the node itself, so it stays right whichever sequence was the reference and after a
+    scene is saved and loaded again.
+    """
+    if segmentation_node is None:
+        return None
+    return segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
 
 
 def labels_from_segmentation(segmentation_node, reference_node, world: bool = True) -> Volume:

@@ -233,6 +233,32 @@ def test_the_overlay_is_set_again_only_when_the_result_or_the_toggle_changes(mod
     assert logic.showResults(parameters)
 
 
+def test_a_result_made_on_the_flair_grid_is_watched_shown_and_exported_on_that_grid(module, slicer_app, tmp_path):
+    from TumorSegLib.preprocessing import resample_to_spacing
+    from TumorSegLib.volume import read_volume, same_grid
+
+    scene = slicer_app.scene
+    logic = module.TumorSegLogic()
+    parameters = logic.getParameterNode()
+    images, labels = brain_phantom()
+    parameters.t1cVolume = mrml.add_volume_node(scene, images["t1c"], "Case T1c")
+    flair_volume = resample_to_spacing(images["flair"], (1.0, 1.0, 3.0), order=1)  # thick-slice FLAIR
+    flair = parameters.flairVolume = mrml.add_volume_node(scene, flair_volume, "Case FLAIR")
+    flair_labels = resample_to_spacing(labels, (1.0, 1.0, 3.0), order=0)
+    parameters.outputSegmentation = mrml.create_segmentation_node(scene, flair_labels, flair, "Case TumorSeg",
+                                                                  show_3d=False)
+    parameters.resultsTable = mrml.create_results_table(scene, "Case volumes")
+    parameters.uncertaintyVolume = mrml.add_uncertainty_node(
+        scene, flair_labels.with_array(flair_labels.array / 3.0), "Case uncertainty")
+    assert logic.resultReference(parameters) is flair  # not the T1c, although one is selected
+    logic.restoreResults(parameters)
+    assert logic._watchers[parameters.outputSegmentation.GetID()].reference_node is flair
+    composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    assert logic.showResults(parameters) and composite.GetBackgroundVolumeID() == flair.GetID()
+    exported = read_volume(logic.exportLabelmap(parameters, tmp_path / "case_seg.nrrd"))
+    assert same_grid(exported, flair_volume) and (exported.array > 0).sum() == (flair_labels.array > 0).sum()
+
+
 def test_dicom_seg_export_needs_quantitative_reporting(module, slicer_app, monkeypatch):
     import slicer
 
