@@ -343,6 +343,7 @@ def _track(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .registration import TRANSFORM_KINDS  # numpy-only: keeps --help fast
     parser = argparse.ArgumentParser(prog="tumorseg", description="Brain tumour segmentation from T1, T1c, T2, FLAIR.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequence whose grid the result is written on (default: T1c, else FLAIR, T2, T1)")
     p.add_argument("--register", choices=["auto", "on", "off"], default="auto",
                    help="co-register sequences onto the reference: auto = when on another grid or not aligned")
-    p.add_argument("--registration-kind", choices=["rigid", "affine"], default="rigid",
+    p.add_argument("--registration-kind", choices=list(TRANSFORM_KINDS), default="rigid",
                    help="rigid (default) or affine (adds scaling and shear, e.g. scans from another scanner)")
     p.add_argument("--skull-strip", choices=["auto", "on", "off"], default="auto",
                    help="brain extraction (MNI template): auto = when the reference is not skull-stripped")

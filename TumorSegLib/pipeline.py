@@ -124,8 +124,12 @@ class ClinicalOptions:
     registration_kind: str = "rigid"
 
     def __post_init__(self):
-        if self.registration_kind not in ("rigid", "affine"):
-            raise ValueError(f"registration_kind must be 'rigid' or 'affine', got {self.registration_kind!r}")
+        from .registration import TRANSFORM_KINDS
+
+        # Checked here too so that a wrong value stops before QA and resampling, not at the first registration.
+        if self.registration_kind not in TRANSFORM_KINDS:
+            raise ValueError(f"registration_kind must be one of {', '.join(TRANSFORM_KINDS)}, "
+                             f"got {self.registration_kind!r}")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 TransformKind = Literal["rigid", "affine"]
+TRANSFORM_KINDS: tuple[TransformKind, ...] = ("rigid", "affine")
 Initialization = Literal["moments", "geometry", "none"]
 
 
@@ -192,8 +193,8 @@ def register(fixed: Volume, moving: Volume, *, kind: TransformKind = "rigid", fi
     """
     import SimpleITK as sitk
 
-    if kind not in ("rigid", "affine"):
-        raise ValueError(f"kind must be 'rigid' or 'affine', got {kind!r}")
+    if kind not in TRANSFORM_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(TRANSFORM_KINDS)}, got {kind!r}")
     if len(shrink_factors) != len(smoothing_sigmas_mm) or not shrink_factors:
         raise ValueError(f"give one smoothing sigma per shrink factor (got {list(shrink_factors)} and "
                          f"{list(smoothing_sigmas_mm)})")
