@@ -584,14 +584,12 @@ class LongitudinalTracker:
     def new_lesions(self) -> dict | None:
         """New-or-not status of each aligned follow-up's enhancing lesions (``{visit id: (LesionStatus, ...)}``),
         judged against every earlier aligned visit; ``None`` while no visit is aligned (not assessed)."""
-        import SimpleITK as sitk
-
-        from .longitudinal import Alignment, track_lesions
+        from .longitudinal import align_to_baseline, track_lesions
 
         if not self.alignments or not self.timeline.timepoints:
             return None
-        baseline = self.timeline.baseline.id
-        alignments = {baseline: Alignment(sitk.Euler3DTransform(), "baseline"), **self.alignments}
+        baseline = self.timeline.baseline
+        alignments = {baseline.id: align_to_baseline(baseline, baseline), **self.alignments}  # identity
         return track_lesions(self.timeline, self._labels, alignments, self.tolerance_mm)
 
     def update(self) -> list[dict]:
