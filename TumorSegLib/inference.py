@@ -1,31 +1,30 @@
-"""Running a registered model: device choice, MONAI sliding-window inference, ensembles and flips.
+"""Running a registered model: device choice, the one forward pass, ensembles and flips.
 
-Input is a prepared (C, I, J, K) float32 volume on the model grid; output is per-region probabilities
-(WT, TC, ET) on the same grid. Ensemble members and test-time flips are averaged in probability space.
+Input is a prepared (C, I, J, K) float32 volume on the model grid; output is per-region probabilities in
+:class:`~TumorSegLib.labels.Region` order (WT, TC, ET) on the same grid, whatever order the model's output
+channels have (the registry's ``channels`` says; :func:`forward` reorders). Ensemble members and test-time
+flips are averaged in probability space.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import Enum
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .labels import Region
 from .models import ModelSpec, load_networks
+from .options import MAX_FLIPS, Device
 from .volume import Volume
 
-__all__ = ["Device", "resolve_device", "flip_sets", "Predictor"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["resolve_device", "flip_sets", "forward", "Predictor"]
 
 Progress = Callable[[float, str], None]
-
-
-class Device(str, Enum):
-    """Where inference runs."""
-
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
 
 
 def resolve_device(device: Device | str) -> str:
@@ -50,9 +49,58 @@ def resolve_device(device: Device | str) -> str:
 def flip_sets(count: int) -> list[tuple[int, ...]]:
     """The first ``count`` flip combinations of the three spatial axes, starting with no flip."""
     every = [c for r in range(4) for c in combinations((0, 1, 2), r)]
-    if not 1 <= count <= len(every):
-        raise ValueError(f"flip test-time augmentation takes 1 to {len(every)} passes, got {count}")
+    if not 1 <= count <= MAX_FLIPS:
+        raise ValueError(f"flip test-time augmentation takes 1 to {MAX_FLIPS} passes, got {count}")
     return every[:count]
+
+
+def _dropout_layers(network) -> list:
+    import torch
+
+    return [m for m in network.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+
+
+def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25, dropout: bool = False,
+            seed: int | None = None) -> torch.Tensor:
+    """The one forward pass: sliding-window logits of ``network`` for a batch, temperature-scaled, in Region order.
+
+    Gaussian-blended MONAI sliding window over ``spec.patch_size`` windows, bfloat16 autocast on CUDA, logits
+    divided by the registry's per-channel temperature and reordered from ``spec.channels`` to (WT, TC, ET).
+
+    Args:
+        network: a loaded MONAI network in eval mode.
+        batch: (B, C, I, J, K) float32 tensor on the network's device.
+        spec: the registry entry (patch size, channel order, temperature).
+        overlap: sliding-window overlap.
+        dropout: keep dropout layers active (Monte-Carlo dropout); they are switched off again afterwards.
+        seed: seed of the dropout masks (the global random state is left as it was); ``None``: not seeded.
+
+    Returns:
+        (B, 3, I, J, K) float32 logits on ``batch``'s device.
+    """
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    device = batch.device
+    layers = _dropout_layers(network)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    try:
+        for layer in layers:
+            layer.train(dropout)
+        # A fixed seed makes Monte-Carlo dropout reproducible without touching the global random state.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.inference_mode(), autocast:
+            if seed is not None:
+                torch.manual_seed(seed)
+            logits = sliding_window_inference(batch, spec.patch_size, len(batch), network, overlap=overlap,
+                                              mode="gaussian")
+    finally:
+        for layer in layers:
+            layer.train(False)
+    temperature = torch.tensor(spec.temperature, dtype=torch.float32, device=device).view(1, -1, 1, 1, 1)
+    logits = logits.float() / temperature
+    return logits[:, [spec.channels.index(region.value) for region in Region]]
 
 
 class Predictor:
@@ -72,36 +120,23 @@ class Predictor:
         self.device = resolve_device(device)
         self.overlap = overlap
         self.networks = networks if networks is not None else load_networks(spec, self.device, members=members)
-        # Per-channel logit divisor from the registry (validated positive by ModelSpec; 1 = none). Applied
-        # here and in uncertainty.Sampler, so a fitted temperature reaches every probability the user sees.
-        self.temperature = np.asarray(spec.temperature or (1.0,) * len(spec.channels), dtype=np.float32)
 
     def logits_samples(self, image: np.ndarray, flips: Sequence[tuple[int, ...]] = ((),),
                        progress: Progress | None = None, dropout: bool = False):
-        """Yield temperature-scaled logits (torch, (3, I, J, K)) for each member × flip pass.
+        """Yield temperature-scaled logits (torch, (3, I, J, K), Region order) for each member × flip pass.
 
         ``dropout`` keeps dropout layers active (Monte-Carlo dropout).
         """
         import torch
-        from monai.inferers import sliding_window_inference
 
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(self.device)
-        scale = torch.from_numpy(self.temperature).to(self.device).view(1, -1, 1, 1, 1)
         passes = len(self.networks) * len(flips)
         done = 0
         for network in self.networks:
-            for module in network.modules():
-                if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-                    module.train(dropout)
             for axes in flips:
                 dims = [a + 2 for a in axes]
-                source = torch.flip(tensor, dims) if dims else tensor
-                autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda"
-                            else torch.autocast("cpu", enabled=False))
-                with torch.inference_mode(), autocast:
-                    logits = sliding_window_inference(source, self.spec.patch_size, 1, network,
-                                                      overlap=self.overlap, mode="gaussian")
-                logits = logits.float() / scale
+                logits = forward(network, torch.flip(tensor, dims) if dims else tensor, self.spec, self.overlap,
+                                 dropout)
                 if dims:
                     logits = torch.flip(logits, dims)
                 done += 1

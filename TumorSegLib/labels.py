@@ -8,20 +8,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .volume import Volume
 
 __all__ = [
     "Label",
     "LabelConvention",
     "Region",
     "REGIONS",
+    "REGION_COLORS",
+    "VOLUME_KEYS",
+    "VOLUME_MEMBERS",
     "LABELS",
     "LabelInfo",
     "to_internal_labels",
     "from_internal_labels",
     "region_masks",
     "labels_from_region_masks",
+    "region_volumes_ml",
 ]
 
 
@@ -82,6 +90,21 @@ REGIONS: dict[Region, frozenset[Label]] = {
     Region.TC: frozenset({Label.NCR, Label.ET}),
     Region.ET: frozenset({Label.ET}),
 }
+# Plot colours of the regions (charts and timeline plots); segments use each label's colour in LABELS.
+REGION_COLORS: dict[Region, tuple[float, float, float]] = {
+    Region.WT: (0.1, 0.7, 0.1),
+    Region.TC: (0.9, 0.1, 0.1),
+    Region.ET: (1.0, 0.85, 0.0),
+}
+# What a volume table lists, in this order: each label, then the composite regions (ET the region is ET the label).
+VOLUME_KEYS: tuple[str, ...] = ("NCR", "ED", "ET", "TC", "WT")
+VOLUME_MEMBERS: dict[str, frozenset[Label]] = {
+    "NCR": frozenset({Label.NCR}),
+    "ED": frozenset({Label.ED}),
+    "ET": REGIONS[Region.ET],
+    "TC": REGIONS[Region.TC],
+    "WT": REGIONS[Region.WT],
+}
 
 
 def to_internal_labels(labels: np.ndarray, convention: LabelConvention | str | None = None) -> np.ndarray:
@@ -139,3 +162,10 @@ def labels_from_region_masks(wt: np.ndarray, tc: np.ndarray, et: np.ndarray) -> 
     out[tc] = Label.NCR
     out[et] = Label.ET
     return out
+
+
+def region_volumes_ml(labels: Volume) -> dict[str, float]:
+    """Volume in mL (3 decimals) of each entry of :data:`VOLUME_KEYS` in an internal label map."""
+    voxel_ml = labels.voxel_volume_ml
+    return {key: round(float(np.isin(labels.array, [int(m) for m in members]).sum()) * voxel_ml, 3)
+            for key, members in VOLUME_MEMBERS.items()}

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .labels import Region
+
 __all__ = [
     "MODELS_DIR",
     "WeightFile",
@@ -37,6 +39,7 @@ __all__ = [
 # Model files ship beside the library: <root>/Resources/Models in the repository and in the Slicer extension.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
 REGISTRY_FILE = "models.json"
+REGION_OUTPUT = "regions"  # the model outputs one sigmoid channel per tumour region
 
 
 class WeightsError(RuntimeError):
@@ -94,7 +97,11 @@ class ModelSpec:
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Normalised here, not only in from_dict, so dataclasses.replace(spec, temperature=...) is checked too.
+        # Checked here, not only in from_dict, so dataclasses.replace(spec, temperature=...) is checked too.
+        if self.output != REGION_OUTPUT or sorted(self.channels) != sorted(r.value for r in Region):
+            raise ValueError(f"model '{self.id}': output {self.output!r} with channels {list(self.channels)} is not "
+                             f"supported; TumorSeg runs '{REGION_OUTPUT}' models with one sigmoid channel per "
+                             "region WT, TC, ET (in any order)")
         object.__setattr__(self, "temperature", _channel_temperatures(self.temperature, self.channels, self.id))
 
     @classmethod

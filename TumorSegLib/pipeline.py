@@ -2,43 +2,44 @@
 
 :func:`segment` chains the steps — input QA, co-registration onto the reference sequence, optional N4
 and brain extraction, preprocessing, inference, mapping back to the reference grid, post-processing —
-and times each. It accepts any subset of the model's sequences that
-holds T1c or FLAIR: missing sequences enter the model as zeros, which the default model was trained
-to expect (random sequence drop-out).
+and times each. It accepts any subset of the model's sequences that holds T1c or FLAIR: missing sequences
+enter the model as zeros, which the default model was trained to expect (random sequence drop-out).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from .clinical import (
+    BrainExtraction,
+    CoRegistration,
+    coregister,
+    extract_brain,
+    is_skull_stripped,
+    n4_bias_correction,
+    refine_with_tumour,
+)
 from .inference import Predictor, flip_sets
-from .labels import Label, Region, region_masks
+from .labels import region_volumes_ml
 from .models import ModelSpec, get_model
+from .options import ClinicalOptions, Mode, UncertaintyOptions
 from .postprocessing import PostProcessing, postprocess
-from .preprocessing import check_same_grid, prepare_input, to_reference_grid
-from .qa import Finding, Severity, run_qa
-from .sequences import DISPLAY_NAMES, REQUIRED_ANY
+from .preprocessing import PreparedInput, check_same_grid, prepare_input, to_reference_grid
+from .qa import Finding, QAReport, Severity, check_sequences, run_qa
+from .sequences import DISPLAY_NAMES, REFERENCE_ORDER, REQUIRED_ANY
 from .volume import Volume
 
-__all__ = ["ClinicalOptions", "UncertaintyOptions", "SegmentationResult", "segment", "region_volumes_ml"]
+__all__ = ["SegmentationResult", "segment"]
 
 Progress = Callable[[float, str], None]
-
-
-def region_volumes_ml(labels: Volume) -> dict[str, float]:
-    """Volume in mL of each label (NCR, ED, ET) and region (TC, WT) of an internal label map."""
-    voxel_ml = labels.voxel_volume_ml
-    volumes = {label.name: float((labels.array == label).sum()) * voxel_ml for label in Label if label}
-    for region, mask in region_masks(labels.array).items():
-        volumes[region.value] = float(mask.sum()) * voxel_ml
-    volumes.pop(Region.ET.value, None)  # ET the region is ET the label: listed once
-    volumes["ET"] = float((labels.array == Label.ET).sum()) * voxel_ml
-    return {key: round(volumes[key], 3) for key in ("NCR", "ED", "ET", "TC", "WT")}
+# Brain extraction runs on the first of these the study has (T1 shows the anatomy best).
+ANATOMY_ORDER = ("t1", "t1c", "t2", "flair")
 
 
 @dataclass
@@ -54,6 +55,7 @@ class SegmentationResult:
         qa: input-quality findings (warnings; errors stop :func:`segment` before it starts).
         reference: the sequence whose grid the results are on; registrations: how each sequence got there.
         brain: the brain extraction, when one was made; n4: whether bias-field correction ran.
+        uncertainty: the uncertainty sampling on the reference grid, when sampled.
     """
 
     labels: Volume
@@ -65,7 +67,7 @@ class SegmentationResult:
     qa: list[dict] = field(default_factory=list)
     reference: str = ""
     registrations: list[dict] = field(default_factory=list)
-    brain: object = None  # clinical.BrainExtraction when the brain was extracted
+    brain: BrainExtraction | None = None
     n4: bool = False
     uncertainty: object = None  # uncertainty.UncertaintyResult on the reference grid, when sampled
 
@@ -92,7 +94,19 @@ class SegmentationResult:
         }
 
 
-def _check_sequences(images: Mapping[str, Volume | None], spec: ModelSpec) -> list[str]:
+class _Timings(dict):
+    """Seconds per step, filled by ``with timings.step(name): ...``."""
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = time.perf_counter() - start
+
+
+def _present_sequences(images: Mapping[str, Volume | None], spec: ModelSpec) -> list[str]:
     unknown = [key for key in images if key not in spec.sequences]
     if unknown:
         raise ValueError(f"unknown sequence(s) {unknown}; model '{spec.id}' takes {list(spec.sequences)}")
@@ -103,49 +117,63 @@ def _check_sequences(images: Mapping[str, Volume | None], spec: ModelSpec) -> li
     return present
 
 
-@dataclass(frozen=True)
-class ClinicalOptions:
-    """How to prepare clinical scans (see :mod:`TumorSegLib.clinical`).
-
-    Attributes:
-        reference: sequence whose grid the results are returned on (default: T1c, else FLAIR, T2, T1).
-        register: ``auto`` registers sequences that are on other grids or not aligned; ``on`` always; ``off``
-            never (sequences must then share the reference grid).
-        skull_strip: ``auto`` extracts the brain when the reference image is not skull-stripped.
-        n4: N4 bias-field correction of every sequence.
-        registration_kind: ``rigid`` (same head, other scanner position) or ``affine`` (also corrects scaling and
-            shear, e.g. gradient-distortion differences between scanners).
-    """
-
-    reference: str | None = None
-    register: str = "auto"
-    skull_strip: str = "auto"
-    n4: bool = False
-    registration_kind: str = "rigid"
-
-    def __post_init__(self):
-        from .registration import TRANSFORM_KINDS
-
-        # Checked here too so that a wrong value stops before QA and resampling, not at the first registration.
-        if self.registration_kind not in TRANSFORM_KINDS:
-            raise ValueError(f"registration_kind must be one of {', '.join(TRANSFORM_KINDS)}, "
-                             f"got {self.registration_kind!r}")
+def _check_inputs(images: Mapping[str, Volume], present: list[str], clinical: ClinicalOptions
+                  ) -> tuple[QAReport, str]:
+    """QA (errors stop here, before any work; warnings travel with the result) and the reference sequence."""
+    qa_report = run_qa({key: images[key] for key in present})
+    qa_report.raise_for_errors()
+    if not {"t2", "flair"} & set(present):
+        qa_report.findings.append(Finding(
+            Severity.WARNING, "no_t2_or_flair", "without T2 or FLAIR, oedema is invisible: the whole-tumour and "
+            "oedema contours are unreliable (cross-validated whole-tumour Dice 0.30 with T1c alone); add FLAIR"))
+    reference = clinical.reference or next(key for key in REFERENCE_ORDER if key in present)
+    if reference not in present:
+        raise ValueError(f"the reference sequence {DISPLAY_NAMES.get(reference, reference)} was not given")
+    if clinical.register is Mode.OFF:
+        others = [k for k in present if k != reference]
+        check_same_grid([images[reference]] + [images[k] for k in others],
+                        [DISPLAY_NAMES[reference]] + [DISPLAY_NAMES[k] for k in others])
+    return qa_report, reference
 
 
-@dataclass(frozen=True)
-class UncertaintyOptions:
-    """Uncertainty sampling (see :func:`TumorSegLib.uncertainty.estimate_uncertainty`).
+def _extract_brain(aligned: Mapping[str, Volume], reference: str, mode: Mode, report: Progress
+                   ) -> BrainExtraction | None:
+    """The brain when the reference is not skull-stripped (or extraction is forced), else ``None``."""
+    if mode is Mode.ON or (mode is Mode.AUTO and not is_skull_stripped(aligned[reference])):
+        report(0.05, "brain extraction")
+        return extract_brain(aligned[next(key for key in ANATOMY_ORDER if key in aligned)])
+    return None
 
-    Attributes:
-        methods: comma-separated or list of ensemble, flips, intensity, affine, dropout.
-        samples: number of samples (default: the module's default).
-        time_budget_s: on any device, stop sampling when the next sample would not fit in this many seconds
-            (timed on the samples already run; at least ``MIN_SAMPLES`` always run).
-    """
 
-    methods: str = "ensemble,flips"
-    samples: int | None = None
-    time_budget_s: float | None = None
+def _model_input(aligned: Mapping[str, Volume], present: list[str], spec: ModelSpec,
+                 brain: BrainExtraction | None) -> tuple[PreparedInput, Volume]:
+    """Cropped, normalised input with one channel per model sequence (missing ones zero), and its geometry."""
+    volumes = [aligned[key] for key in present]
+    # The model sees a little beyond the atlas brain so tumour at its edge is not cut before inference.
+    model_mask = None if brain is None else brain.mask.with_array(
+        ndimage.binary_dilation(brain.mask.array, np.ones((3, 3, 3), bool), iterations=3))
+    if model_mask is not None:
+        volumes = [v.with_array(np.where(model_mask.array, v.array, 0).astype(np.float32)) for v in volumes]
+    prepared = prepare_input(volumes, spec.spacing, margin=4, brain_mask=model_mask)
+    channels = np.zeros((len(spec.sequences), *prepared.image.shape), np.float32)
+    for index, key in enumerate(present):
+        channels[spec.sequences.index(key)] = prepared.image.array[index]
+    return prepared, prepared.image.with_array(channels)
+
+
+def _predict(predictor: Predictor, model_input: Volume, prepared: PreparedInput, flips: int,
+             uncertainty: UncertaintyOptions | None, settings: PostProcessing, report: Progress):
+    """(probabilities on the model grid, uncertainty on the reference grid or ``None``)."""
+    progress = lambda fraction, message: report(0.1 + 0.8 * fraction, message)  # noqa: E731
+    if uncertainty is None:
+        probabilities = predictor(model_input, flip_sets(flips), progress=progress)
+        return probabilities.with_array(probabilities.array * prepared.brain_mask), None
+    from .uncertainty import estimate_uncertainty
+
+    sampled = estimate_uncertainty(predictor, model_input, uncertainty.methods, samples=uncertainty.samples,
+                                   time_budget_s=uncertainty.time_budget_s, brain_mask=prepared.brain_mask,
+                                   postprocessing=settings, progress=progress)
+    return sampled.probabilities, sampled.mapped(lambda volume, order: to_reference_grid(volume, prepared, order))
 
 
 def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None = None, device: str = "auto",
@@ -157,8 +185,8 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
 
     Args:
         images: volumes by sequence key (``t1``, ``t1c``, ``t2``, ``flair``); missing keys or ``None`` are
-            treated as missing sequences. They may lie on different grids (they are co-registered onto the
-            reference sequence unless ``clinical.register`` is ``off``).
+            missing sequences. They may lie on different grids (they are co-registered onto the reference
+            sequence unless ``clinical.register`` is ``off``).
         model: registry entry or id (default: the registry's default).
         device: ``auto``, ``cpu`` or ``cuda``.
         flips: test-time flip passes per ensemble member (1 = none, up to 8).
@@ -172,107 +200,53 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     Raises:
         ValueError: for missing, unusable or inconsistent input, with what to fix (nothing is written).
     """
-    from .clinical import (
-        REFERENCE_ORDER,
-        Mode,
-        coregister,
-        extract_brain,
-        is_skull_stripped,
-        n4_bias_correction,
-        refine_with_tumour,
-    )
-    from .qa import check_sequences
-
     report = progress or (lambda fraction, message: None)
-    timings: dict[str, float] = {}
+    timings = _Timings()
     spec = predictor.spec if predictor else (model if isinstance(model, ModelSpec) else get_model(model))
-    present = _check_sequences(images, spec)
+    present = _present_sequences(images, spec)
     report(0.0, "quality checks")
-    qa_report = run_qa({key: images[key] for key in present})
-    qa_report.raise_for_errors()  # errors stop here, before any work; warnings travel with the result
-    if not {"t2", "flair"} & set(present):
-        qa_report.findings.append(Finding(
-            Severity.WARNING, "no_t2_or_flair", "without T2 or FLAIR, oedema is invisible: the whole-tumour and "
-            "oedema contours are unreliable (cross-validated whole-tumour Dice 0.30 with T1c alone); add FLAIR"))
-    reference = clinical.reference or next(key for key in REFERENCE_ORDER if key in present)
-    if reference not in present:
-        raise ValueError(f"the reference sequence {DISPLAY_NAMES.get(reference, reference)} was not given")
-    if Mode(clinical.register) is Mode.OFF:
-        check_same_grid([images[reference]] + [images[k] for k in present if k != reference],
-                        [DISPLAY_NAMES[reference]] + [DISPLAY_NAMES[k] for k in present if k != reference])
-
-    start = time.perf_counter()
-    report(0.01, "co-registration")
-    aligned, registrations = coregister({key: images[key] for key in present}, reference, clinical.register,
-                                        kind=clinical.registration_kind, progress=lambda f, m: report(0.01 + 0.03 * f, m))
-    qa_report.findings += check_sequences(aligned)
-    timings["coregister"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    if clinical.n4:
-        report(0.04, "bias-field correction (N4)")
-        aligned = {key: n4_bias_correction(volume) for key, volume in aligned.items()}
-    timings["n4"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    brain = None
-    skull_strip = Mode(clinical.skull_strip)
-    if skull_strip is Mode.ON or (skull_strip is Mode.AUTO and not is_skull_stripped(aligned[reference])):
-        report(0.05, "brain extraction")
-        anatomy = next(key for key in ("t1", "t1c", "t2", "flair") if key in aligned)
-        brain = extract_brain(aligned[anatomy])
-    timings["brain_extraction"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    report(0.07, "preprocessing")
-    volumes = [aligned[key] for key in present]
-    # The model sees a little beyond the atlas brain so tumour at its edge is not cut before inference.
-    model_mask = None if brain is None else brain.mask.with_array(
-        ndimage.binary_dilation(brain.mask.array, np.ones((3, 3, 3), bool), iterations=3))
-    if model_mask is not None:
-        volumes = [v.with_array(np.where(model_mask.array, v.array, 0).astype(np.float32)) for v in volumes]
-    prepared = prepare_input(volumes, spec.spacing, margin=4, brain_mask=model_mask)
-    channels = np.zeros((len(spec.sequences), *prepared.image.shape), np.float32)
-    for index, key in enumerate(present):
-        channels[spec.sequences.index(key)] = prepared.image.array[index]
-    model_input = prepared.image.with_array(channels)
-    timings["preprocess"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    report(0.08, "loading model")
-    predictor = predictor or Predictor(spec, device)
-    timings["load_model"] = time.perf_counter() - start
-
-    start = time.perf_counter()
+    qa_report, reference = _check_inputs(images, present, clinical)
+    with timings.step("coregister"):
+        report(0.01, "co-registration")
+        aligned, registrations = coregister({key: images[key] for key in present}, reference, clinical.register,
+                                            kind=clinical.registration_kind,
+                                            progress=lambda f, m: report(0.01 + 0.03 * f, m))
+        qa_report.findings += check_sequences(aligned)
+    with timings.step("n4"):
+        if clinical.n4:
+            report(0.04, "bias-field correction (N4)")
+            aligned = {key: n4_bias_correction(volume) for key, volume in aligned.items()}
+    with timings.step("brain_extraction"):
+        brain = _extract_brain(aligned, reference, clinical.skull_strip, report)
+    with timings.step("preprocess"):
+        report(0.07, "preprocessing")
+        prepared, model_input = _model_input(aligned, present, spec, brain)
+    with timings.step("load_model"):
+        report(0.08, "loading model")
+        predictor = predictor or Predictor(spec, device)
     settings = postprocessing or PostProcessing.from_dict(spec.postprocessing)
-    sampled = None
-    if uncertainty is None:
-        probabilities = predictor(model_input, flip_sets(flips),
-                                  progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message))
-        probabilities = probabilities.with_array(probabilities.array * prepared.brain_mask)
-    else:
-        from .uncertainty import estimate_uncertainty
+    with timings.step("inference"):
+        probabilities, sampled = _predict(predictor, model_input, prepared, flips, uncertainty, settings, report)
+    with timings.step("postprocess"):
+        report(0.92, "post-processing")
+        probabilities = to_reference_grid(probabilities, prepared, order=1)
+        labels = _labels(probabilities, settings, brain)
+    report(1.0, "done")
+    return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), dict(timings),
+                              qa_report.as_list() + _registration_findings(registrations), reference,
+                              [r.as_dict() for r in registrations], brain, clinical.n4, sampled)
 
-        sampled = estimate_uncertainty(predictor, model_input, uncertainty.methods, samples=uncertainty.samples,
-                                       time_budget_s=uncertainty.time_budget_s, brain_mask=prepared.brain_mask,
-                                       postprocessing=settings,
-                                       progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message))
-        probabilities = sampled.probabilities
-        sampled = sampled.mapped(lambda volume, order: to_reference_grid(volume, prepared, order))
-    timings["inference"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    report(0.92, "post-processing")
-    probabilities = to_reference_grid(probabilities, prepared, order=1)
+def _labels(probabilities: Volume, settings: PostProcessing, brain: BrainExtraction | None) -> Volume:
+    """Post-processed labels on the reference grid, kept inside the final brain mask."""
     labels = postprocess(probabilities, settings)
     if brain is not None:
         # Final brain mask: the atlas brain plus the predicted tumour touching it; nothing outside is kept.
         brain.mask = refine_with_tumour(brain.mask, labels.array > 0)
         labels = labels.with_array(np.where(brain.mask.array, labels.array, 0).astype(np.uint8))
-    timings["postprocess"] = time.perf_counter() - start
-    report(1.0, "done")
-    registration_warnings = [{"severity": "warning", "code": "registration", "sequence": record.sequence,
-                              "message": w} for record in registrations for w in record.warnings]
-    return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), timings,
-                              qa_report.as_list() + registration_warnings, reference,
-                              [r.as_dict() for r in registrations], brain, clinical.n4, sampled)
+    return labels
+
+
+def _registration_findings(registrations: list[CoRegistration]) -> list[dict]:
+    return [{"severity": "warning", "code": "registration", "sequence": record.sequence, "message": warning}
+            for record in registrations for warning in record.warnings]

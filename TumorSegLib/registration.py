@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .preprocessing import resample_to_grid, resample_to_spacing
+from .geometry import reference_image, resample_to_grid, resample_to_spacing
+from .options import TransformKind, choices
 from .volume import Volume
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ __all__ = [
     "points_of",
 ]
 
-TransformKind = Literal["rigid", "affine"]
-TRANSFORM_KINDS: tuple[TransformKind, ...] = ("rigid", "affine")
 Initialization = Literal["moments", "geometry", "none"]
 
 
@@ -154,8 +153,8 @@ def _run_stage(fixed: "sitk.Image", moving: "sitk.Image", initial: "sitk.Transfo
     return transform, float(method.GetMetricValue()), iterations[0], method.GetOptimizerStopConditionDescription()
 
 
-def register(fixed: Volume, moving: Volume, *, kind: TransformKind = "rigid", fixed_mask: Volume | None = None,
-             moving_mask: Volume | None = None, initialization: Initialization = "moments",
+def register(fixed: Volume, moving: Volume, *, kind: TransformKind | str = TransformKind.RIGID,
+             fixed_mask: Volume | None = None, moving_mask: Volume | None = None, initialization: Initialization = "moments",
              shrink_factors: Sequence[int] = (4, 2, 1), smoothing_sigmas_mm: Sequence[float] = (2.0, 1.0, 0.0),
              histogram_bins: int = 50, samples_per_level: int = 20000, max_iterations: int = 200,
              learning_rate: float = 1.0, min_step: float = 0.001, working_spacing_mm: float | None = None,
@@ -166,12 +165,10 @@ def register(fixed: Volume, moving: Volume, *, kind: TransformKind = "rigid", fi
     ``kind='affine'`` first solves the rigid problem, then refines a 12-parameter affine from it.
 
     Args:
-        fixed: reference volume, shape (I, J, K), any spacing and direction.
-        moving: volume to align, shape (I', J', K'); its own grid.
+        fixed: reference volume, shape (I, J, K), any spacing and direction; moving: its own grid.
         kind: ``'rigid'`` (6 parameters: rotation about a centre + translation) or ``'affine'``.
-        fixed_mask: optional mask (same geometry as ``fixed`` or any grid covering it): only its non-zero voxels
+        fixed_mask, moving_mask: optional masks (any grid covering their image): only their non-zero voxels
             feed the metric, e.g. the brain.
-        moving_mask: optional mask on the moving image, likewise.
         initialization: ``'moments'`` (centres of mass; good for skull-stripped brains), ``'geometry'`` (image
             centres) or ``'none'`` (identity).
         shrink_factors: down-sampling per pyramid level, coarsest first.
@@ -187,14 +184,11 @@ def register(fixed: Volume, moving: Volume, *, kind: TransformKind = "rigid", fi
 
     Returns:
         The transform (fixed → moving physical points), final metric value and iteration count.
-
     Raises:
         ValueError: for 4D, constant or non-finite input, an empty mask, or inconsistent settings.
     """
-    import SimpleITK as sitk
-
-    if kind not in TRANSFORM_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(TRANSFORM_KINDS)}, got {kind!r}")
+    if kind not in choices(TransformKind):
+        raise ValueError(f"kind must be one of {', '.join(choices(TransformKind))}, got {kind!r}")
     if len(shrink_factors) != len(smoothing_sigmas_mm) or not shrink_factors:
         raise ValueError(f"give one smoothing sigma per shrink factor (got {list(shrink_factors)} and "
                          f"{list(smoothing_sigmas_mm)})")
@@ -202,12 +196,8 @@ def register(fixed: Volume, moving: Volume, *, kind: TransformKind = "rigid", fi
         raise ValueError(f"samples_per_level must be at least 1000 for a stable mutual information, "
                          f"got {samples_per_level}")
     if working_spacing_mm is not None:
-        spacing = (float(working_spacing_mm),) * 3
-        fixed, moving = resample_to_spacing(fixed, spacing, order=1), resample_to_spacing(moving, spacing, order=1)
-        fixed_mask = resample_to_grid(fixed_mask.with_array((fixed_mask.array > 0).astype(np.float32)), fixed,
-                                      order=1) if fixed_mask is not None else None
-        moving_mask = resample_to_grid(moving_mask.with_array((moving_mask.array > 0).astype(np.float32)), moving,
-                                       order=1) if moving_mask is not None else None
+        fixed, moving, fixed_mask, moving_mask = _at_spacing(working_spacing_mm, fixed, moving, fixed_mask,
+                                                             moving_mask)
     fixed_image = _as_float_image(fixed, "the fixed image")
     moving_image = _as_float_image(moving, "the moving image")
     fixed_mask_image = _as_mask_image(fixed_mask, "the fixed mask") if fixed_mask is not None else None
@@ -219,15 +209,35 @@ def register(fixed: Volume, moving: Volume, *, kind: TransformKind = "rigid", fi
 
     initial = _initial_transform(fixed_image, moving_image, initialization)
     transform, metric, iterations, stop = _run_stage(fixed_image, moving_image, initial, **settings)
-    if kind == "affine":
-        rigid = sitk.Euler3DTransform(transform)
-        affine = sitk.AffineTransform(3)
-        affine.SetCenter(rigid.GetCenter())
-        affine.SetMatrix(rigid.GetMatrix())
-        affine.SetTranslation(rigid.GetTranslation())
-        transform, metric, more, stop = _run_stage(fixed_image, moving_image, affine, **settings)
+    if kind == TransformKind.AFFINE:  # refine the rigid solution
+        transform, metric, more, stop = _run_stage(fixed_image, moving_image, _affine_from(transform), **settings)
         iterations += more
     return RegistrationResult(transform, metric, iterations, stop)
+
+
+def _affine_from(rigid_transform: sitk.Transform) -> sitk.Transform:
+    """A 12-parameter affine transform starting where a rigid one is."""
+    import SimpleITK as sitk
+
+    rigid = sitk.Euler3DTransform(rigid_transform)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(rigid.GetCenter())
+    affine.SetMatrix(rigid.GetMatrix())
+    affine.SetTranslation(rigid.GetTranslation())
+    return affine
+
+
+def _at_spacing(spacing_mm: float, fixed: Volume, moving: Volume, fixed_mask: Volume | None,
+                moving_mask: Volume | None) -> tuple[Volume, Volume, Volume | None, Volume | None]:
+    """Images (and masks, onto their image's new grid) resampled to an isotropic working spacing."""
+    spacing = (float(spacing_mm),) * 3
+    fixed, moving = resample_to_spacing(fixed, spacing, order=1), resample_to_spacing(moving, spacing, order=1)
+
+    def mask_on(mask: Volume | None, image: Volume) -> Volume | None:
+        return None if mask is None else resample_to_grid(mask.with_array((mask.array > 0).astype(np.float32)), image,
+                                                          order=1)
+
+    return fixed, moving, mask_on(fixed_mask, fixed), mask_on(moving_mask, moving)
 
 
 def resample_moving(moving: Volume, reference: Volume, transform: "sitk.Transform", order: int = 1,
@@ -248,10 +258,7 @@ def resample_moving(moving: Volume, reference: Volume, transform: "sitk.Transfor
 
     if order not in (0, 1):
         raise ValueError(f"order must be 0 (labels) or 1 (images), got {order}")
-    grid = sitk.Image([int(s) for s in reference.shape], sitk.sitkUInt8)
-    grid.SetSpacing(reference.spacing)
-    grid.SetOrigin(reference.origin)
-    grid.SetDirection(reference.direction.flatten().tolist())
+    grid = reference_image(reference)
     interpolator = sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear
     image = moving.to_sitk() if order == 0 else sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
     resampled = sitk.Resample(image, grid, transform, interpolator, float(default), image.GetPixelID())

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
 
-__all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "guess_sequence", "assign_sequences"]
+__all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "REFERENCE_ORDER", "guess_sequence",
+           "case_name"]
 
 SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 DISPLAY_NAMES = {"t1": "T1", "t1c": "T1c (contrast)", "t2": "T2", "flair": "FLAIR"}
-# BraTS file-name suffixes: 2018-2021 names first, then 2023 names.
+# BraTS file-name suffixes: 2018-2021 names first (the first is the one TumorSeg writes), then 2023 names.
 FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "t1": ("t1", "t1n"),
     "t1c": ("t1ce", "t1c", "t1gd"),
@@ -18,6 +19,8 @@ FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 # A segmentation needs at least one of these: enhancement and oedema are invisible without both missing.
 REQUIRED_ANY = ("t1c", "flair")
+# Default reference grid: T1c (thin 3D acquisitions, where enhancing tumour is delineated), then FLAIR.
+REFERENCE_ORDER: tuple[str, ...] = ("t1c", "flair", "t2", "t1")
 
 # Patterns on volume names / DICOM series descriptions, tried in this order (FLAIR before T2, T1c before T1).
 _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
@@ -27,6 +30,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ("t2", re.compile(r"t2(?![\W_]*f(?![a-z]))|\bt2w\b|\btse\b", re.I)),
     ("t1", re.compile(r"t1|mprage|spgr|\bt1n\b|bravo|tfl", re.I)),
 )
+# A trailing BraTS suffix (longest first, so "t1ce" is not read as "t1" + "ce").
+_SUFFIX = re.compile(r"[\W_]*(" + "|".join(sorted({s for v in FILE_SUFFIXES.values() for s in v}, key=len,
+                                                   reverse=True)) + r")$", re.I)
 
 
 def guess_sequence(name: str) -> str | None:
@@ -41,11 +47,11 @@ def guess_sequence(name: str) -> str | None:
     return None
 
 
-def assign_sequences(names: Iterable[str]) -> dict[str, str]:
-    """Map each sequence to one of ``names`` (first match wins; a name is used once)."""
-    assigned: dict[str, str] = {}
-    for name in names:
-        key = guess_sequence(name)
-        if key and key not in assigned:
-            assigned[key] = name
-    return assigned
+def case_name(names: list[str]) -> str:
+    """A case name from the names of its sequences: their common prefix without the BraTS suffix and a trailing
+    separator, e.g. ``Brats18_CBICA_AQT_1_t1ce``, ``…_flair`` → ``Brats18_CBICA_AQT_1``."""
+    if not names:
+        return "Case"
+    stems = [_SUFFIX.sub("", name) for name in names]
+    prefix = re.sub(r"[\W_]+$", "", os.path.commonprefix(stems))
+    return prefix or "Case"

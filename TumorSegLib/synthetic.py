@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .atlas import mni_template
 from .labels import Label, LabelConvention, from_internal_labels
+from .sequences import FILE_SUFFIXES
 from .volume import Volume, write_volume
 
-__all__ = ["SyntheticCase", "make_synthetic_case", "write_synthetic_case", "mni_template", "add_synthetic_head"]
+__all__ = ["SyntheticCase", "make_synthetic_case", "write_synthetic_case", "add_synthetic_head"]
 
 # Mean intensity per tissue (CSF, GM, WM, NCR, ED, ET) relative to white matter on T1, per sequence.
 CONTRASTS: dict[str, tuple[float, ...]] = {
@@ -26,7 +28,6 @@ CONTRASTS: dict[str, tuple[float, ...]] = {
     "t2": (1.60, 0.85, 0.55, 1.45, 1.20, 0.95),
     "flair": (0.25, 0.85, 0.65, 0.75, 1.45, 1.10),
 }
-FILE_SUFFIX = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
 
 
 @dataclass(frozen=True)
@@ -35,26 +36,6 @@ class SyntheticCase:
 
     images: dict[str, Volume]
     labels: Volume
-
-
-def _nibabel_to_volume(image) -> Volume:
-    """A nibabel image (RAS affine) as an LPS :class:`Volume`."""
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ image.affine
-    zooms = np.linalg.norm(affine[:3, :3], axis=0)
-    return Volume(np.asarray(image.get_fdata(), dtype=np.float32), tuple(zooms), tuple(affine[:3, 3]),
-                  affine[:3, :3] / zooms)
-
-
-def mni_template() -> dict[str, Volume]:
-    """The 1 mm MNI ICBM152 2009 T1 template, grey- and white-matter maps and brain mask from nilearn."""
-    from nilearn import datasets
-
-    return {
-        "t1": _nibabel_to_volume(datasets.load_mni152_template(resolution=1)),
-        "gm": _nibabel_to_volume(datasets.load_mni152_gm_template(resolution=1)),
-        "wm": _nibabel_to_volume(datasets.load_mni152_wm_template(resolution=1)),
-        "brain": _nibabel_to_volume(datasets.load_mni152_brain_mask(resolution=1)),
-    }
 
 
 def _smooth_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -125,7 +106,7 @@ def write_synthetic_case(out_dir: Path, case: str = "TumorSeg_Synthetic_1", seed
     """Write a synthetic case in BraTS layout (``<out>/<case>/<case>_t1.nii.gz`` …, ``_seg`` in 2018 codes)."""
     synthetic = make_synthetic_case(seed)
     folder = Path(out_dir) / case
-    paths = {key: write_volume(volume, folder / f"{case}_{FILE_SUFFIX[key]}.nii.gz")
+    paths = {key: write_volume(volume, folder / f"{case}_{FILE_SUFFIXES[key][0]}.nii.gz")
              for key, volume in synthetic.images.items()}
     seg = synthetic.labels.with_array(from_internal_labels(synthetic.labels.array, LabelConvention.BRATS2018))
     paths["label"] = write_volume(seg, folder / f"{case}_seg.nii.gz")

@@ -46,7 +46,8 @@ def load_input(args):
             values = brain * (1 + 2.5 * lesion + rng.normal(0, 0.3, shape))
             image[c][brain] = (values[brain] - values[brain].mean()) / values[brain].std()
         return Volume(image), brain, f"phantom {shape}"
-    from TumorSegLib.preprocessing import crop, prepare_input
+    from TumorSegLib.geometry import crop
+    from TumorSegLib.preprocessing import prepare_input
     from TumorSegLib.training import find_cases
     from TumorSegLib.volume import read_volume
 

@@ -256,8 +256,8 @@ def degraded_cases(segmented_with_uncertainty, synthetic_case_files, folder, dil
     set to rise with the dilation. All are cropped around the tumour to keep the evaluation fast."""
     from scipy import ndimage
 
+    from TumorSegLib.geometry import crop
     from TumorSegLib.labels import LabelConvention, from_internal_labels
-    from TumorSegLib.preprocessing import crop
 
     output, maps, _ = segmented_with_uncertainty
     prediction, truth = read_volume(output), read_volume(synthetic_case_files["label"])

@@ -18,7 +18,8 @@ from TumorSegLib.inference import Predictor
 from TumorSegLib.labels import to_internal_labels
 from TumorSegLib.metrics import dice, evaluate_labels
 from TumorSegLib.models import get_model
-from TumorSegLib.pipeline import ClinicalOptions, segment
+from TumorSegLib.options import ClinicalOptions
+from TumorSegLib.pipeline import segment
 from TumorSegLib.registration import points_of, transform_error
 from TumorSegLib.synthetic import add_synthetic_head
 from TumorSegLib.training import find_cases
@@ -176,7 +177,7 @@ def test_registration_off_refuses_sequences_on_other_grids():
 
 def test_uncertainty_rises_when_sequences_are_missing(synthetic_case_files):
     # Ensemble members disagree more where the image says less: the epistemic map must show a missing sequence.
-    from TumorSegLib.pipeline import UncertaintyOptions
+    from TumorSegLib.options import UncertaintyOptions
 
     images = {key: read_volume(synthetic_case_files[key]) for key in ("t1", "t1c", "t2", "flair")}
     predictor = Predictor(get_model(), "cpu", members=[1, 2])

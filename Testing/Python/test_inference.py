@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from TumorSegLib.inference import Device, Predictor, flip_sets, resolve_device
+from TumorSegLib.inference import Predictor, flip_sets, resolve_device
 from TumorSegLib.models import build_network, get_model
+from TumorSegLib.options import Device
 from TumorSegLib.volume import Volume
 
 
@@ -78,6 +79,6 @@ def test_temperature_divides_each_channels_logits_before_the_sigmoid():
 def test_the_embedded_models_run_at_temperature_one():
     spec = get_model("brats18-segresnet8")
     predictor = Predictor(spec, "cpu", networks=[ConstantLogit()])
-    assert predictor.temperature.tolist() == [1.0, 1.0, 1.0]
+    assert predictor.spec.temperature == (1.0, 1.0, 1.0)
     image = np.random.default_rng(3).normal(size=(4, 6, 6, 6)).astype(np.float32)
     assert np.allclose(predictor(Volume(image)).array[2], 1 / (1 + np.exp(-image[0])), atol=1e-6)

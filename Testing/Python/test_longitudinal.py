@@ -11,7 +11,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from Testing.conftest import brain_phantom
-from TumorSegLib.labels import Label, from_internal_labels
+from TumorSegLib.labels import Label, from_internal_labels, region_volumes_ml
 from TumorSegLib.longitudinal import (
     IMAGING_ONLY,
     RANO_2_0,
@@ -29,8 +29,7 @@ from TumorSegLib.longitudinal import (
     study_date_from_dicom,
     timeline_rows,
 )
-from TumorSegLib.measurements import LesionMeasurement, TimepointMeasurements, read_label_map
-from TumorSegLib.pipeline import region_volumes_ml
+from TumorSegLib.longitudinal.measurements import LesionMeasurement, TimepointMeasurements, read_label_map
 from TumorSegLib.registration import points_of, resample_moving, transform_error
 from TumorSegLib.volume import Volume, read_volume, write_volume
 

@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from TumorSegLib.labels import Label
-from TumorSegLib.measurements import (
-    TimepointMeasurements,
-    axial_frame,
-    label_lesions,
-    measure_labels,
-    read_label_map,
-    slice_diameters,
-)
-from TumorSegLib.pipeline import region_volumes_ml
+from TumorSegLib.labels import Label, region_volumes_ml
+from TumorSegLib.longitudinal.diameters import axial_frame, slice_diameters
+from TumorSegLib.longitudinal.measurements import TimepointMeasurements, label_lesions, measure_labels, read_label_map
 from TumorSegLib.volume import Volume, write_volume
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from Testing.conftest import brain_phantom
-from TumorSegLib import mrml
+from TumorSegLib import scene as mrml
 
 MODULE_FILE = Path(__file__).resolve().parents[2] / "TumorSeg" / "TumorSeg.py"
 
@@ -26,6 +26,8 @@ def _parameter_node_wrapper(cls):
     defaults = {name: getattr(cls, name) for name in fields if hasattr(cls, name)}
 
     class Wrapped:
+        fields = dict(cls.__annotations__)
+
         def __init__(self, node):
             object.__setattr__(self, "parameterNode", node)
             for name, value in defaults.items():
@@ -94,7 +96,11 @@ def test_module_file_declares_title_category_and_citations(module):
     assert "not a medical device" in parent.helpText
     assert "Menze" in module.CITATIONS and "Bakas" in module.CITATIONS
     assert module.CITATIONS in parent.acknowledgementText
-    assert "brats18-segresnet8" in module._model_ids()
+    # The parameter node's choices come from the registry and the option contract.
+    choices = {name: kind.__metadata__[0][1] for name, kind in module.TumorSegParameterNode.fields.items()
+               if hasattr(kind, "__metadata__")}
+    assert "brats18-segresnet8" in choices["modelId"] and choices["device"] == ("auto", "cpu", "cuda")
+    assert choices["registrationKind"] == ("rigid", "affine") and "none" in choices["uncertaintyMethods"]
 
 
 def add_result(scene, parameters, name: str, with_outputs: bool = False, seed: int = 0):
@@ -112,7 +118,7 @@ def add_result(scene, parameters, name: str, with_outputs: bool = False, seed: i
 
 
 def timeline_column(logic, title):
-    table = logic.tracker.table
+    table = logic.session.tracker.table
     index = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())].index(title)
     return [table.GetCellText(r, index) for r in range(table.GetNumberOfRows())]
 
@@ -128,10 +134,10 @@ def test_steroid_dose_and_clinical_status_reach_the_timeline_for_that_visit_only
         add_result(slicer_app.scene, parameters, f"visit{index}")
         parameters.visitDate = date
         parameters.steroidDose, parameters.clinicalStatus = steroids, status
-        logic.addTimepoint(parameters)
+        logic.session.add_timepoint(parameters)
         # Per-visit inputs: the next visit starts from "unknown" rather than inheriting "worse".
         assert (parameters.steroidDose, parameters.clinicalStatus) == ("unknown", "unknown")
-    timeline = logic.tracker.timeline
+    timeline = logic.session.tracker.timeline
     assert [(tp.steroids and tp.steroids.value, tp.clinical_status and tp.clinical_status.value)
             for tp in timeline.ordered()] == [(None, None), ("increased", "worse"), (None, None)]
     assert timeline_column(logic, "Steroids") == ["", "increased", ""]
@@ -139,7 +145,7 @@ def test_steroid_dose_and_clinical_status_reach_the_timeline_for_that_visit_only
     # The same images each visit: only the clinical deterioration makes visit 2 progressive disease.
     categories = timeline_column(logic, "Category (imaging only)")
     assert categories[1] == "PD" and categories[2] != "PD"
-    assert "clinical" in logic.tracker.rows[1]["category_reasons"].lower()
+    assert "clinical" in logic.session.tracker.rows[1]["category_reasons"].lower()
 
 
 def test_a_volume_added_later_fills_only_empty_selectors_and_never_reuses_a_chosen_volume(module, slicer_app):
@@ -151,18 +157,18 @@ def test_a_volume_added_later_fills_only_empty_selectors_and_never_reuses_a_chos
     images, _ = brain_phantom(shape=(8, 8, 8))
     mine = mrml.add_volume_node(scene, images["t1c"], "my contrast scan")  # a name no rule recognises
     parameters.t1cVolume = mine
-    assert logic.autoAssign(parameters, overwrite=False) == []
+    assert logic.session.auto_assign(parameters, overwrite=False) == []
     # Volumes loaded while the module is open: the widget's NodeAddedEvent observer calls this.
     mrml.add_volume_node(scene, images["t1c"], "Patient_T1_POST_GD")
     flair = mrml.add_volume_node(scene, images["flair"], "Patient_AX_FLAIR")
-    assert logic.autoAssign(parameters, overwrite=False) == ["flairVolume"]
+    assert logic.session.auto_assign(parameters, overwrite=False) == ["flairVolume"]
     assert parameters.t1cVolume.GetID() == mine.GetID() and parameters.flairVolume.GetID() == flair.GetID()
     # The user puts the FLAIR in the T2 selector and clears FLAIR: it is not put back there too.
     parameters.t2Volume, parameters.flairVolume = flair, None
     t2 = mrml.add_volume_node(scene, images["t2"], "Patient_T2_TSE")
-    assert logic.autoAssign(parameters, overwrite=False) == []
+    assert logic.session.auto_assign(parameters, overwrite=False) == []
     assert parameters.flairVolume is None and parameters.t2Volume.GetID() == flair.GetID()
-    assert set(logic.autoAssign(parameters, overwrite=True)) == {"t1cVolume", "t2Volume", "flairVolume"}
+    assert set(logic.session.auto_assign(parameters, overwrite=True)) == {"t1cVolume", "t2Volume", "flairVolume"}
     assert parameters.t2Volume.GetID() == t2.GetID()
     assert module.TumorSegWidget.onNodeAdded.CallDataType == vtk.VTK_OBJECT  # receives the added node
 
@@ -176,31 +182,31 @@ def test_results_and_timeline_follow_the_new_nodes_after_the_scene_is_closed_and
     logic = module.TumorSegLogic()
     parameters = logic.getParameterNode()
     reference, segmentation = add_result(scene, parameters, "Case", with_outputs=True)
-    logic.restoreSceneState(parameters)
-    assert list(logic._watchers) == [segmentation.GetID()]
+    logic.session.restore_scene_state(parameters)
+    assert list(logic.session.watchers) == [segmentation.GetID()]
     parameters.visitDate = "2024-01-01"
-    logic.addTimepoint(parameters)
+    logic.session.add_timepoint(parameters)
     bundle = tmp_path / "case.mrb"
     assert scene.WriteToMRB(str(bundle))
-    old_watcher, old_tracker = logic._watchers[segmentation.GetID()], logic.tracker
+    old_watcher, old_tracker = logic.session.watchers[segmentation.GetID()], logic.session.tracker
 
     if reset_on_close:
-        logic.resetSceneState()  # what the widget does on the scene's StartCloseEvent
-        assert logic.tracker is None and not logic._watchers
+        logic.session.reset_scene_state()  # what the widget does on the scene's StartCloseEvent
+        assert logic.session.tracker is None and not logic.session.watchers
     scene.Clear(False)
     assert scene.ReadFromMRB(str(bundle))
     parameters = logic.getParameterNode()
-    logic.restoreSceneState(parameters)  # the widget: on EndImportEvent, or when the module is entered
+    logic.session.restore_scene_state(parameters)  # the widget: on EndImportEvent, or when the module is entered
     segmentation2, reference2, table2 = parameters.outputSegmentation, parameters.t1cVolume, parameters.resultsTable
     # A new node under the old ID: a watcher keyed by ID alone would wrongly count as attached.
     assert segmentation2 is not segmentation and segmentation2.GetID() == segmentation.GetID()
-    watcher = logic._watchers[segmentation2.GetID()]
+    watcher = logic.session.watchers[segmentation2.GetID()]
     assert watcher is not old_watcher and watcher.segmentation_node is segmentation2 and watcher.table_node is table2
-    assert logic.tracker is not old_tracker and logic.tracker.table.GetScene() is scene
-    assert logic.tracker.nodes["visit 1"][0] is segmentation2
+    assert logic.session.tracker is not old_tracker and logic.session.tracker.table.GetScene() is scene
+    assert logic.session.tracker.nodes["visit 1"][0] is segmentation2
     assert timeline_column(logic, "Edited") == ["no"]
-    logic.restoreSceneState(parameters)  # entering the module again changes nothing
-    assert logic._watchers[segmentation2.GetID()] is watcher
+    logic.session.restore_scene_state(parameters)  # entering the module again changes nothing
+    assert logic.session.watchers[segmentation2.GetID()] is watcher
 
     # An edit of the reloaded segmentation reaches both the results table and the timeline.
     et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation2, "ET", reference2)
@@ -208,7 +214,7 @@ def test_results_and_timeline_follow_the_new_nodes_after_the_scene_is_closed_and
     slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation2, "ET", reference2)
     assert table2.GetCellText(2, 4) == "yes" and int(table2.GetCellText(2, 2)) == int(et.sum())
     assert timeline_column(logic, "Edited") == ["yes"]
-    logic.resetSceneState()
+    logic.session.reset_scene_state()
 
 
 def test_the_overlay_is_set_again_only_when_the_result_or_the_toggle_changes(module, slicer_app):
@@ -218,23 +224,23 @@ def test_the_overlay_is_set_again_only_when_the_result_or_the_toggle_changes(mod
     reference, _ = add_result(scene, parameters, "Case", with_outputs=True)
     composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
     parameters.showUncertainty = True
-    assert logic.showResults(parameters)
+    assert logic.session.show_results(parameters)
     assert composite.GetBackgroundVolumeID() == reference.GetID()
     assert composite.GetForegroundVolumeID() == parameters.uncertaintyVolume.GetID()
     other = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "other")
     composite.SetBackgroundVolumeID(other.GetID())  # the user looks at another volume ...
     parameters.patientId = "P 1"  # ... and types elsewhere in the module: the views stay as they are
-    assert not logic.showResults(parameters)
+    assert not logic.session.show_results(parameters)
     assert composite.GetBackgroundVolumeID() == other.GetID()
     parameters.showUncertainty = False
-    assert logic.showResults(parameters)
+    assert logic.session.show_results(parameters)
     assert composite.GetForegroundVolumeID() is None and composite.GetBackgroundVolumeID() == reference.GetID()
-    logic.resetSceneState()  # a new scene: shown again even where node IDs repeat
-    assert logic.showResults(parameters)
+    logic.session.reset_scene_state()  # a new scene: shown again even where node IDs repeat
+    assert logic.session.show_results(parameters)
 
 
 def test_a_result_made_on_the_flair_grid_is_watched_shown_and_exported_on_that_grid(module, slicer_app, tmp_path):
-    from TumorSegLib.preprocessing import resample_to_spacing
+    from TumorSegLib.geometry import resample_to_spacing
     from TumorSegLib.volume import read_volume, same_grid
 
     scene = slicer_app.scene
@@ -250,23 +256,28 @@ def test_a_result_made_on_the_flair_grid_is_watched_shown_and_exported_on_that_g
     parameters.resultsTable = mrml.create_results_table(scene, "Case volumes")
     parameters.uncertaintyVolume = mrml.add_uncertainty_node(
         scene, flair_labels.with_array(flair_labels.array / 3.0), "Case uncertainty")
-    assert logic.resultReference(parameters) is flair  # not the T1c, although one is selected
-    logic.restoreResults(parameters)
-    assert logic._watchers[parameters.outputSegmentation.GetID()].reference_node is flair
+    assert logic.session.result_reference(parameters) is flair  # not the T1c, although one is selected
+    logic.session.restore_results(parameters)
+    assert logic.session.watchers[parameters.outputSegmentation.GetID()].reference_node is flair
     composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
-    assert logic.showResults(parameters) and composite.GetBackgroundVolumeID() == flair.GetID()
-    exported = read_volume(logic.exportLabelmap(parameters, tmp_path / "case_seg.nrrd"))
+    assert logic.session.show_results(parameters) and composite.GetBackgroundVolumeID() == flair.GetID()
+    exported = read_volume(logic.session.export_labelmap(parameters, tmp_path / "case_seg.nrrd"))
     assert same_grid(exported, flair_volume) and (exported.array > 0).sum() == (flair_labels.array > 0).sum()
 
 
 def test_dicom_seg_export_needs_quantitative_reporting(module, slicer_app, monkeypatch):
     import slicer
 
-    assert not module.TumorSegLogic.dicomSegExportAvailable()
-    assert "QuantitativeReporting" in module.DICOM_SEG_MISSING and "Extensions Manager" in module.DICOM_SEG_MISSING
+    from TumorSegLib.scene import DICOM_SEG_MISSING
+
+    logic = module.TumorSegLogic()
+    assert not logic.session.dicom_seg_export_available()
+    assert "QuantitativeReporting" in DICOM_SEG_MISSING and "Extensions Manager" in DICOM_SEG_MISSING
+    with pytest.raises(RuntimeError, match="QuantitativeReporting"):
+        logic.session.export_dicom_seg(logic.getParameterNode())
     # QuantitativeReporting registers its plugin in slicer.modules.dicomPlugins when Slicer starts.
     monkeypatch.setattr(slicer.modules, "dicomPlugins", {"DICOMSegmentationPlugin": object}, raising=False)
-    assert module.TumorSegLogic.dicomSegExportAvailable()
+    assert logic.session.dicom_seg_export_available()
 
 
 def test_logic_assigns_runs_shows_and_exports(module, slicer_app, synthetic_case, tmp_path):
@@ -275,36 +286,36 @@ def test_logic_assigns_runs_shows_and_exports(module, slicer_app, synthetic_case
     assert parameters.modelId == "brats18-segresnet8-ensemble" and parameters.device == "auto"
     nodes = {key: mrml.add_volume_node(slicer_app.scene, volume, f"Patient7_{name}") for (key, volume), name in
              zip(synthetic_case.images.items(), ("T1_MPRAGE", "T1_POST_GD", "T2_TSE", "FLAIR_3D"))}
-    logic.autoAssign(parameters, overwrite=False)
+    logic.session.auto_assign(parameters, overwrite=False)
     assert [getattr(parameters, f"{k}Volume").GetID() for k in nodes] == [n.GetID() for n in nodes.values()]
 
     parameters.modelId = "brats18-segresnet8"
     parameters.device = "cpu"
     parameters.skullStrip = "off"  # the synthetic sample is skull-stripped; "auto" would decide the same
-    run = logic.startRun(parameters)
+    run = logic.session.start_run(parameters)
     state = run.runner.wait(timeout=600)
     assert state.return_code == 0, run.error_message()
-    summary = logic.finishRun(run, parameters)
+    summary = logic.session.finish_run(run, parameters)
     assert summary["model"] == "brats18-segresnet8"
     assert parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 3
     assert parameters.resultsTable.GetNumberOfRows() == 5
 
     composite = slicer_app.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
     parameters.showUncertainty = True
-    logic.showResults(parameters)
+    logic.session.show_results(parameters)
     assert composite.GetForegroundVolumeID() == parameters.uncertaintyVolume.GetID()
 
     parameters.patientId = "Patient 7"
     parameters.visitDate = "2024-03-01"
-    chart = logic.addTimepoint(parameters)
-    assert chart.GetNumberOfPlotSeriesNodes() == 3 and logic.tracker.table.GetNumberOfRows() == 1
-    csv, png = logic.exportTimeline(str(tmp_path))
+    chart = logic.session.add_timepoint(parameters)
+    assert chart.GetNumberOfPlotSeriesNodes() == 3 and logic.session.tracker.table.GetNumberOfRows() == 1
+    csv, png = logic.session.export_timeline(str(tmp_path))
     assert csv.exists() and png.exists()
 
-    written = logic.exportLabelmap(parameters, tmp_path / "edited.nii.gz")
+    written = logic.session.export_labelmap(parameters, tmp_path / "edited.nii.gz")
     assert written.exists()
     # A reloaded scene has no watcher yet: restoreResults attaches one (once).
-    logic._watchers.clear()
-    logic.restoreResults(parameters)
-    logic.restoreResults(parameters)
-    assert list(logic._watchers) == [parameters.outputSegmentation.GetID()]
+    logic.session.watchers.clear()
+    logic.session.restore_results(parameters)
+    logic.session.restore_results(parameters)
+    assert list(logic.session.watchers) == [parameters.outputSegmentation.GetID()]

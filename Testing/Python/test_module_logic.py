@@ -1,31 +1,19 @@
 """The module's logic end to end on a real MRML scene: child process, segments, table, cancel, save/reload."""
 
-import hashlib
-import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from TumorSegLib import mrml
+from TumorSegLib import scene as mrml
 from TumorSegLib.labels import Label
-from TumorSegLib.segmentation_run import SegmentationRun, run_segmentation
+from TumorSegLib.options import UncertaintyOptions
+from TumorSegLib.scene import selftest
+from TumorSegLib.scene.run import SegmentationRun, run_segmentation
+from TumorSegLib.scene.selftest import FAST_OPTIONS, scene_snapshot
 from TumorSegLib.training import find_cases
 
-FAST_MODEL = "brats18-segresnet8"
-
-
-def scene_snapshot(scene):
-    """Node ids, names and a checksum of every volume's voxels: what 'the scene as it was' means."""
-    import slicer
-
-    snapshot = []
-    for index in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(index)
-        digest = ""
-        if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
-            digest = hashlib.sha1(slicer.util.arrayFromVolume(node).tobytes()).hexdigest()
-        snapshot.append((node.GetID(), node.GetName(), digest))
-    return snapshot
+FAST_MODEL = FAST_OPTIONS.model
 
 
 @pytest.fixture
@@ -48,7 +36,7 @@ def test_a_shared_case_becomes_segments_an_uncertainty_volume_and_a_table(slicer
     import slicer
 
     progress = []
-    result = run_segmentation(slicer_app.scene, shared_case_nodes, FAST_MODEL, "cpu",
+    result = run_segmentation(slicer_app.scene, shared_case_nodes, FAST_OPTIONS,
                               progress=lambda fraction, step: progress.append(fraction))
     assert progress and progress[-1] == 1.0
     assert result.segmentation.GetName() == "Brats18_TCIA02_135_1 TumorSeg"
@@ -79,25 +67,19 @@ def test_a_shared_case_becomes_segments_an_uncertainty_volume_and_a_table(slicer
     result.watcher.stop()
 
 
-def test_cancel_mid_run_leaves_the_scene_exactly_as_it_was(slicer_app, synthetic_nodes):
-    before = scene_snapshot(slicer_app.scene)
-    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu")
-    run.start()
-    work_dir = run.work_dir
-    deadline = time.monotonic() + 60
-    while run.poll().progress == 0 and time.monotonic() < deadline:  # wait until it is really working
-        time.sleep(0.1)
-    assert run.poll().running
-    run.cancel()
-    assert run.runner.poll().return_code is not None
-    assert scene_snapshot(slicer_app.scene) == before
-    assert not work_dir.exists()
+def test_cancel_mid_run_leaves_the_scene_exactly_as_it_was(slicer_app):
+    # The module's own self-test scenario (TumorSegTest runs it inside Slicer).
+    selftest.cancel_leaves_the_scene_unchanged(slicer_app.scene)
+
+
+def test_the_modules_self_test_segments_the_sample_and_the_table_follows_edits(slicer_app):
+    selftest.segments_match_the_label_map_and_table_follows_edits(slicer_app.scene)
 
 
 def test_a_failed_run_reports_the_error_and_changes_nothing(slicer_app, synthetic_nodes):
     before = scene_snapshot(slicer_app.scene)
     with pytest.raises(RuntimeError, match="unknown model 'no-such-model'"):
-        run_segmentation(slicer_app.scene, synthetic_nodes, "no-such-model", "cpu")
+        run_segmentation(slicer_app.scene, synthetic_nodes, replace(FAST_OPTIONS, model="no-such-model"))
     assert scene_snapshot(slicer_app.scene) == before
 
 
@@ -108,7 +90,7 @@ def test_results_that_cannot_be_read_leave_no_temporary_folder_and_no_nodes(slic
 
     from TumorSegLib.volume import write_volume
 
-    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu")
+    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_OPTIONS)
     run.work_dir = tmp_path / "TumorSeg-run"  # as start() leaves it once the child process has written
     run.work_dir.mkdir()
     write_volume(synthetic_case.labels, run.output_path)
@@ -135,7 +117,7 @@ def test_results_of_a_run_survive_saving_and_reloading(slicer_app, synthetic_nod
 
     from Testing.conftest import SlicerApplicationStub
 
-    result = run_segmentation(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu")
+    result = run_segmentation(slicer_app.scene, synthetic_nodes, FAST_OPTIONS)
     parameters = slicer_app.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "TumorSeg")
     parameters.SetNodeReferenceID("outputSegmentation", result.segmentation.GetID())
     parameters.SetNodeReferenceID("resultsTable", result.table.GetID())
@@ -162,8 +144,8 @@ def test_results_of_a_run_survive_saving_and_reloading(slicer_app, synthetic_nod
 
 
 def test_uncertainty_sampling_fills_intervals_scores_and_review_flags(slicer_app, synthetic_nodes):
-    result = run_segmentation(slicer_app.scene, synthetic_nodes, FAST_MODEL, "cpu",
-                              uncertainty={"methods": "flips", "samples": 2, "map": "entropy"})
+    options = replace(FAST_OPTIONS, uncertainty=UncertaintyOptions(methods="flips", samples=2))
+    result = run_segmentation(slicer_app.scene, synthetic_nodes, options)
     table = result.table
     columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
     assert {"AI volume 5-95% (mL)", "Uncertainty score", "Review first"} <= set(columns)

@@ -2,18 +2,8 @@ import numpy as np
 import pytest
 
 from Testing.conftest import brain_phantom
-from TumorSegLib.preprocessing import (
-    check_same_grid,
-    crop,
-    crop_box,
-    prepare_input,
-    reorient,
-    resample_to_grid,
-    resample_to_spacing,
-    to_reference_grid,
-    uncrop,
-    zscore_in_mask,
-)
+from TumorSegLib.geometry import crop, crop_box, reorient, resample_to_grid, resample_to_spacing, uncrop
+from TumorSegLib.preprocessing import check_same_grid, prepare_input, to_reference_grid, zscore_in_mask
 from TumorSegLib.volume import Volume, same_grid
 
 

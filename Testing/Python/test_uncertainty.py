@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from TumorSegLib.export import write_uncertainty_maps as write_uncertainty
 from TumorSegLib.inference import Predictor
 from TumorSegLib.labels import Region
 from TumorSegLib.models import build_network, get_model
@@ -23,7 +24,6 @@ from TumorSegLib.uncertainty import (
     normalised_entropy,
     parse_methods,
     plan_draws,
-    write_uncertainty,
 )
 from TumorSegLib.volume import Volume, read_volume, same_grid
 
@@ -140,7 +140,7 @@ def test_affine_jitter_is_undone_on_the_output():
     predictor = Predictor(small_spec(), "cpu", networks=[Pointwise()])
     smooth = ndimage.gaussian_filter(np.random.default_rng(1).normal(size=SHAPE).astype(np.float32), 4) * 20
     image = model_input(smooth)
-    (_, plain), (_, warped) = Sampler(predictor)(image.array, [Draw(), Draw(seed=3, affine=True)])
+    (_, plain), (_, warped) = Sampler(predictor)(image.array, [Draw(), Draw(seed=3, random_methods=(Method.AFFINE,))])
     interior = (slice(None), slice(8, -8), slice(8, -8), slice(8, -8))
     difference = (plain - warped)[interior].abs()
     assert difference.mean() < 0.05 * plain[interior].abs().mean()
@@ -203,7 +203,7 @@ def test_the_default_architectures_dropout_is_active_in_monte_carlo_sampling():
     torch.manual_seed(0)
     predictor = Predictor(spec, "cpu", networks=[build_network(spec).eval()])
     image = Volume(np.random.default_rng(2).normal(size=(4, 16, 16, 16)).astype(np.float32))
-    (_, a), (_, b) = Sampler(predictor)(image.array, [Draw(seed=1, dropout=True), Draw(seed=2, dropout=True)])
+    (_, a), (_, b) = Sampler(predictor)(image.array, [Draw(seed=1, random_methods=(Method.DROPOUT,)), Draw(seed=2, random_methods=(Method.DROPOUT,))])
     assert not torch.allclose(a, b)
     assert all(not m.training for m in predictor.networks[0].modules())  # left in eval mode afterwards
 
@@ -216,7 +216,7 @@ def test_monte_carlo_dropout_without_active_dropout_is_refused_naming_the_altern
     with pytest.raises(ValueError, match="dropout.*use the methods ensemble, flips, intensity or affine"):
         estimate_uncertainty(predictor, image, "flips,dropout", samples=4)
     with pytest.raises(ValueError, match="Monte-Carlo dropout"):  # the Sampler used directly refuses too
-        next(Sampler(predictor)(image.array, [Draw(seed=1, dropout=True)]))
+        next(Sampler(predictor)(image.array, [Draw(seed=1, random_methods=(Method.DROPOUT,))]))
     assert estimate_uncertainty(predictor, image, "flips", samples=2).samples == 2  # other methods still run
 
 
@@ -273,7 +273,8 @@ def test_input_that_does_not_fit_the_model_says_how_to_prepare_it():
 
 @pytest.mark.realdata
 def test_real_case_intervals_contain_the_estimate_and_maps_return_to_the_input_grid(shared_data, held_out_cases):
-    from TumorSegLib.preprocessing import crop, prepare_input, to_reference_grid
+    from TumorSegLib.geometry import crop
+    from TumorSegLib.preprocessing import prepare_input, to_reference_grid
     from TumorSegLib.training import find_cases
 
     spec = get_model()

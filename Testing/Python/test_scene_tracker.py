@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TumorSegLib import mrml
+from TumorSegLib import scene as mrml
 from TumorSegLib.labels import Label
 from TumorSegLib.longitudinal import run_track
 from TumorSegLib.volume import Volume

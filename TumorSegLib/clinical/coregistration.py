@@ -1,39 +1,27 @@
-"""Preparing clinical scans for the model: co-registration onto a reference sequence, N4 bias-field
-correction and brain extraction, each reporting what it did.
+"""Co-registration of a study's sequences onto the reference sequence's own grid, each step reported.
 
 Clinical studies are not BraTS: sequences come on different grids (a 5 mm axial FLAIR beside a 1 mm 3D
-T1c), the head is not skull-stripped and intensities drift with coil sensitivity. The steps here bring
-such a study onto the reference sequence's own grid, which is also where results are returned.
+T1c) and in different scanner positions. :func:`coregister` brings them onto the reference grid, which is
+also where results are returned, and records how far each sequence had to move.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
-from scipy import ndimage
 
-from .registration import register
-from .volume import Volume, same_grid
+from ..geometry import resample_to_spacing
+from ..options import Mode, TransformKind
+from ..registration import points_of, register, transform_error
+from ..volume import Volume, same_grid
 
-__all__ = ["Mode", "CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "is_skull_stripped",
-           "BrainExtraction", "extract_brain", "REFERENCE_ORDER"]
+__all__ = ["CoRegistration", "coregister", "is_aligned"]
 
-# Default reference: T1c (thin 3D acquisitions, where enhancing tumour is delineated), then FLAIR.
-REFERENCE_ORDER = ("t1c", "flair", "t2", "t1")
 POOR_MI = -0.15  # Mattes MI above this (weaker) after registration: the images barely share structure
 LARGE_ROTATION_DEG = 20.0
 LARGE_SHIFT_MM = 40.0
-
-
-class Mode(str, Enum):
-    """auto: decide from the data; on: always; off: never."""
-
-    AUTO = "auto"
-    ON = "on"
-    OFF = "off"
 
 
 @dataclass
@@ -65,8 +53,6 @@ def _rotation_and_shift(transform, fixed: Volume) -> tuple[float, float]:
     """How far a transform moves the reference's box: rotation (degrees) and largest corner shift (mm)."""
     import SimpleITK as sitk
 
-    from .registration import points_of, transform_error
-
     moved = transform_error(transform, sitk.Transform(3, sitk.sitkIdentity), points_of(fixed))
     return moved.rotation_deg, moved.max_displacement_mm
 
@@ -80,8 +66,6 @@ def is_aligned(fixed: Volume, moving: Volume, probe_mm: float = 4.0, probe_deg: 
     on ``spacing_mm`` images, far less than a registration.
     """
     import SimpleITK as sitk
-
-    from .preprocessing import resample_to_spacing
 
     small = [sitk.Cast(resample_to_spacing(v, (spacing_mm,) * 3).to_sitk(), sitk.sitkFloat32) for v in (fixed, moving)]
     method = sitk.ImageRegistrationMethod()
@@ -107,7 +91,8 @@ def is_aligned(fixed: Volume, moving: Volume, probe_mm: float = 4.0, probe_deg: 
     return identity <= min(probes)  # MI is negated in ITK: lower is better
 
 
-def coregister(images: Mapping[str, Volume], reference: str, mode: Mode | str = Mode.AUTO, kind: str = "rigid",
+def coregister(images: Mapping[str, Volume], reference: str, mode: Mode | str = Mode.AUTO,
+               kind: TransformKind | str = TransformKind.RIGID,
                progress: Callable[[float, str], None] | None = None) -> tuple[dict[str, Volume], list[CoRegistration]]:
     """Bring every sequence onto ``reference``'s grid.
 
@@ -155,88 +140,3 @@ def coregister(images: Mapping[str, Volume], reference: str, mode: Mode | str = 
         out[key] = result.resample(moving, fixed, order=1)
         records.append(record)
     return out, records
-
-
-def n4_bias_correction(volume: Volume, mask: np.ndarray | None = None, shrink: int = 4,
-                       iterations: tuple[int, ...] = (50, 50, 30)) -> Volume:
-    """N4 bias-field correction (SimpleITK), fitted on a shrunk image and applied at full resolution.
-
-    Args:
-        volume: 3D MRI.
-        mask: voxels to fit on (default: Otsu foreground, SimpleITK's own choice).
-        shrink: down-sampling factor for the fit (the field is smooth, so this loses nothing).
-        iterations: fitting iterations per resolution level.
-    """
-    import SimpleITK as sitk
-
-    image = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
-    image = sitk.Maximum(image, 0.0)  # N4 works on log intensities: no negatives
-    mask_image = (sitk.OtsuThreshold(image, 0, 1, 200) if mask is None
-                  else volume.with_array(mask.astype(np.uint8)).to_sitk())
-    small = sitk.Shrink(image, [shrink] * 3)
-    small_mask = sitk.Shrink(mask_image, [shrink] * 3)
-    corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.SetMaximumNumberOfIterations(list(iterations))
-    corrector.Execute(small, small_mask)
-    log_field = corrector.GetLogBiasFieldAsImage(image)
-    corrected = image / sitk.Exp(log_field)
-    return Volume.from_sitk(corrected)
-
-
-def is_skull_stripped(volume: Volume) -> bool:
-    """Whether an image holds a brain only: a constant background around a brain-sized object.
-
-    Skull-stripped images (e.g. BraTS) set everything outside the brain to one value, and what remains is
-    about 1–2 L; a head image has a noisy air background and 3–6 L of tissue above it.
-    """
-    array = volume.array
-    background = array == array.min()
-    foreground_l = (~background).sum() * volume.voxel_volume_ml / 1000
-    return background.mean() > 0.3 and foreground_l < 2.3
-
-
-@dataclass
-class BrainExtraction:
-    """A brain mask and how it was made."""
-
-    mask: Volume
-    method: str
-    template_metric: float | None = None
-    volume_ml: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {"method": self.method, "template_metric": self.template_metric, "volume_ml": round(self.volume_ml, 1)}
-
-
-def extract_brain(image: Volume, template: Mapping[str, Volume] | None = None) -> BrainExtraction:
-    """Brain mask of a head MRI by affine registration of the MNI ICBM152 2009 template (from nilearn).
-
-    The template (brain only) is registered to the patient with its brain mask restricting the metric, its
-    brain mask is carried over, closed and filled. Tumour at the edge of the brain is added back later from
-    the model's own prediction (see :func:`refine_with_tumour`).
-    """
-    from .synthetic import mni_template
-
-    template = template or mni_template()
-    brain = template["brain"]
-    moving_mask = brain.with_array((brain.array > 0.5).astype(np.uint8))
-    head = image.with_array((image.array > np.percentile(image.array, 40)).astype(np.uint8))
-    # Template brain (moving) onto the patient head (fixed): transform maps patient points to template points.
-    result = register(image, template["t1"], kind="affine", fixed_mask=head, moving_mask=moving_mask,
-                      initialization="moments", working_spacing_mm=3.0, shrink_factors=(2, 1),
-                      smoothing_sigmas_mm=(3.0, 1.5))
-    mask = result.resample(moving_mask, image, order=0).array > 0
-    mask = ndimage.binary_closing(mask, np.ones((3, 3, 3)), iterations=2)
-    mask = ndimage.binary_fill_holes(mask)
-    return BrainExtraction(image.with_array(mask), "MNI ICBM152 2009 template, affine (Mattes MI)",
-                           result.metric_value, float(mask.sum()) * image.voxel_volume_ml)
-
-
-def refine_with_tumour(brain: Volume, tumour: np.ndarray, reach_mm: float = 15.0) -> Volume:
-    """Add predicted tumour that touches the brain mask (within ``reach_mm``), so edge tumours are kept."""
-    components, count = ndimage.label(tumour)
-    if count == 0:
-        return brain
-    grown = ndimage.distance_transform_edt(~brain.array.astype(bool), sampling=brain.spacing) <= reach_mm
-    touching = np.unique(components[grown & (components > 0)])
-    return brain.with_array(brain.array.astype(bool) | np.isin(components, touching[touching > 0]))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from TumorSegLib.process import ProcessRunner, parse_progress
+from TumorSegLib.scene.process import ProcessRunner, parse_progress
 
 
 def python(code: str) -> list[str]:

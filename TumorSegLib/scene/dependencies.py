@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["REQUIREMENTS_FILE", "Requirement", "requirements", "missing_requirements", "InstallPlan", "install_plan"]
 
-REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "Resources" / "Python" / "requirements.txt"
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "Resources" / "Python" / "requirements.txt"
 # Distribution name → import name, where they differ.
 _IMPORT_NAMES = {"SimpleITK": "SimpleITK", "scikit-learn": "sklearn"}
 
@@ -58,10 +58,6 @@ class InstallPlan:
 
     torch_with_pytorch_utils: Requirement | None
     pip: tuple[str, ...]
-
-    @property
-    def empty(self) -> bool:
-        return self.torch_with_pytorch_utils is None and not self.pip
 
     def describe(self) -> str:
         lines = []

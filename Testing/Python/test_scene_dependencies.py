@@ -1,4 +1,4 @@
-from TumorSegLib.dependencies import install_plan, missing_requirements, requirements
+from TumorSegLib.scene.dependencies import install_plan, missing_requirements, requirements
 
 
 def test_requirements_are_pinned_and_include_the_inference_stack():
@@ -28,4 +28,5 @@ def test_torch_goes_through_pip_first_without_pytorch_utils():
 
 
 def test_nothing_missing_means_nothing_to_do():
-    assert install_plan([], pytorch_utils_available=False).empty
+    plan = install_plan([], pytorch_utils_available=False)
+    assert plan.torch_with_pytorch_utils is None and plan.pip == () and plan.describe() == ""

@@ -9,33 +9,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import mrml
+from ..export import json_path
+from ..labels import LabelConvention, to_internal_labels
+from ..options import SegmentOptions
+from ..sequences import REFERENCE_ORDER, REQUIRED_ANY, SEQUENCES, case_name
+from ..volume import Volume, read_volume, write_volume
+from .nodes import add_uncertainty_node, volume_from_node
 from .process import ProcessRunner, ProcessState
-from .sequences import REQUIRED_ANY, SEQUENCES
-from .volume import read_volume, write_volume
+from .results import ResultsWatcher, create_results_table, set_uncertainty_columns
+from .segments import VOLUME_INTERVALS_ATTRIBUTE, create_segmentation_node
 
-__all__ = ["RunResult", "SegmentationRun", "case_name", "run_segmentation"]
+__all__ = ["RunResult", "SegmentationRun", "run_segmentation"]
 
-_SEQUENCE_SUFFIX = re.compile(r"[\W_]*(t1ce|t1c|t1gd|t1n|t1|t2w|t2f|t2|flair)$", re.I)
-LIBRARY_PARENT = Path(__file__).resolve().parent.parent  # folder holding TumorSegLib (for the child's path)
-
-
-def case_name(names: list[str]) -> str:
-    """A case name from volume names: their common prefix without a trailing separator, e.g.
-    ``Brats18_CBICA_AQT_1_t1ce``, ``…_flair`` → ``Brats18_CBICA_AQT_1``."""
-    if not names:
-        return "Case"
-    stems = [_SEQUENCE_SUFFIX.sub("", name) for name in names]
-    prefix = re.sub(r"[\W_]+$", "", os.path.commonprefix(stems))
-    return prefix or "Case"
+LIBRARY_PARENT = Path(__file__).resolve().parents[2]  # folder holding TumorSegLib (for the child's path)
 
 
 @dataclass
@@ -45,9 +38,9 @@ class RunResult:
     segmentation: object
     uncertainty: object
     table: object
-    watcher: mrml.ResultsWatcher
+    watcher: ResultsWatcher
     summary: dict
-    labels: object  # the label map Volume the process wrote (internal codes)
+    labels: Volume  # the label map the process wrote (internal codes)
 
 
 class SegmentationRun:
@@ -56,39 +49,32 @@ class SegmentationRun:
     Args:
         scene: the MRML scene.
         volume_nodes: scalar volume nodes by sequence key (t1, t1c, t2, flair); ``None`` for missing ones.
-        model_id: registry id (default model when ``None``); device: auto, cpu or cuda.
+        options: the segmentation options (:class:`~TumorSegLib.options.SegmentOptions`); the child gets them
+            as its command line (:meth:`~TumorSegLib.options.SegmentOptions.to_argv`).
         python: interpreter for the child (in Slicer: ``PythonSlicer``); default: this interpreter.
         runner_factory: builds the process runner (tests may inject their own).
-        clinical: ``reference`` (sequence key), ``register`` / ``skull_strip`` (auto, on, off), ``n4`` (bool):
-            the command line's clinical-scan options.
-        uncertainty: ``methods`` (e.g. "ensemble,flips"), ``samples``, ``time_budget_s``, ``map`` (entropy or
-            mutual_information): sample the model; ``None`` shows the entropy of the mean probabilities.
     """
 
-    def __init__(self, scene, volume_nodes: Mapping[str, object], model_id: str | None = None,
-                 device: str = "auto", python: str | None = None,
-                 runner_factory: Callable[..., ProcessRunner] = ProcessRunner,
-                 clinical: Mapping[str, object] | None = None, uncertainty: Mapping[str, object] | None = None):
+    def __init__(self, scene, volume_nodes: Mapping[str, object], options: SegmentOptions = SegmentOptions(),
+                 python: str | None = None, runner_factory: Callable[..., ProcessRunner] = ProcessRunner):
         given = {key: node for key, node in volume_nodes.items() if node is not None}
         unknown = set(given) - set(SEQUENCES)
         if unknown:
             raise ValueError(f"unknown sequence keys {sorted(unknown)}; use {list(SEQUENCES)}")
         if not set(given) & set(REQUIRED_ANY):
             raise ValueError("select at least a T1c or a FLAIR volume")
-        self.scene = scene
-        self.volume_nodes = given
-        self.model_id = model_id
-        self.device = device
-        self.python = python or sys.executable
-        self.runner_factory = runner_factory
-        self.clinical = dict(clinical or {})
-        self.uncertainty = dict(uncertainty or {})
-        self.runner: ProcessRunner | None = None
-        self.work_dir: Path | None = None
-        reference_key = self.clinical.get("reference") or next(key for key in ("t1c", "flair", "t2", "t1")
-                                                                if key in given)
+        reference_key = options.clinical.reference or next(key for key in REFERENCE_ORDER if key in given)
         if reference_key not in given:
             raise ValueError(f"the reference sequence '{reference_key}' has no volume selected")
+        # The scene reads internal codes back; the reference is named so the result's grid is known here.
+        self.options = replace(options, label_convention=LabelConvention.BRATS2023,
+                               clinical=replace(options.clinical, reference=reference_key))
+        self.scene = scene
+        self.volume_nodes = given
+        self.python = python or sys.executable
+        self.runner_factory = runner_factory
+        self.runner: ProcessRunner | None = None
+        self.work_dir: Path | None = None
         self.reference_key = reference_key
         self.reference_node = given[reference_key]
         self.case = case_name([given[key].GetName() for key in SEQUENCES if key in given])
@@ -98,34 +84,23 @@ class SegmentationRun:
         # NRRD: Slicer reads it without nibabel, which its GUI process may lack.
         return self.work_dir / "labels.nrrd"  # type: ignore[operator]
 
+    def _argv(self) -> list[str]:
+        """Inputs written to the work folder, outputs there, then the options."""
+        arguments = []
+        for key, node in self.volume_nodes.items():
+            path = write_volume(volume_from_node(node), self.work_dir / f"{key}.nrrd")
+            arguments += [f"--{key}", str(path)]
+        arguments += ["-o", str(self.output_path), "--uncertainty-map", str(self.work_dir / "uncertainty.nrrd")]
+        if self.options.uncertainty is not None:
+            arguments += ["--uncertainty", str(self.work_dir / "uncertainty")]
+        return ["segment", *arguments, *self.options.to_argv()]
+
     def start(self) -> None:
         """Write the input volumes to a temporary folder and start the child process."""
         self.work_dir = Path(tempfile.mkdtemp(prefix="TumorSeg-"))
         try:
-            arguments = []
-            for key, node in self.volume_nodes.items():
-                path = write_volume(mrml.volume_from_node(node), self.work_dir / f"{key}.nrrd")
-                arguments += [f"--{key}", str(path)]
-            arguments += ["-o", str(self.output_path), "--uncertainty-map", str(self.work_dir / "uncertainty.nrrd"),
-                          "--device", self.device, "--label-convention", "brats2023"]
-            if self.model_id:
-                arguments += ["--model", self.model_id]
-            arguments += ["--reference", self.reference_key]
-            for option in ("register", "registration_kind", "skull_strip"):
-                if self.clinical.get(option):
-                    arguments += [f"--{option.replace('_', '-')}", str(self.clinical[option])]
-            if self.clinical.get("n4"):
-                arguments.append("--n4")
-            if self.uncertainty.get("methods"):
-                arguments += ["--uncertainty", str(self.work_dir / "uncertainty"),
-                              "--uncertainty-methods", str(self.uncertainty["methods"]),
-                              "--uncertainty-map-kind", str(self.uncertainty.get("map", "entropy"))]
-                if self.uncertainty.get("samples"):
-                    arguments += ["--uncertainty-samples", str(int(self.uncertainty["samples"]))]
-                if self.uncertainty.get("time_budget_s"):
-                    arguments += ["--time-budget", str(float(self.uncertainty["time_budget_s"]))]
             python_path = os.pathsep.join(filter(None, [str(LIBRARY_PARENT), os.environ.get("PYTHONPATH")]))
-            self.runner = self.runner_factory(ProcessRunner.python_command(["segment", *arguments], self.python),
+            self.runner = self.runner_factory(ProcessRunner.python_command(self._argv(), self.python),
                                               env={"PYTHONPATH": python_path})
             self.runner.start()
         except BaseException:
@@ -160,31 +135,28 @@ class SegmentationRun:
         Everything is read and checked before the first node is added, so a failure here also
         leaves the scene unchanged.
         """
-        from .labels import to_internal_labels
-
         if self.work_dir is None:
             raise RuntimeError("no results to import: the run was not started, or was cancelled or imported")
         added = []
         try:  # the temporary folder goes whatever happens, reading the files included
-            summary = json.loads(self.output_path.with_name("labels.json").read_text())
+            summary = json.loads(json_path(self.output_path).read_text())
             labels = read_volume(self.output_path)
             labels = labels.with_array(to_internal_labels(labels.array, summary.get("label_convention")))
             uncertainty = read_volume(self.work_dir / "uncertainty.nrrd")
-            segmentation = mrml.create_segmentation_node(self.scene, labels, self.reference_node,
-                                                         f"{self.case} TumorSeg")
+            segmentation = create_segmentation_node(self.scene, labels, self.reference_node, f"{self.case} TumorSeg")
             added.append(segmentation)
-            uncertainty_node = mrml.add_uncertainty_node(self.scene, uncertainty, f"{self.case} uncertainty")
+            uncertainty_node = add_uncertainty_node(self.scene, uncertainty, f"{self.case} uncertainty")
             added.append(uncertainty_node)
-            table = mrml.create_results_table(self.scene, f"{self.case} volumes")
+            table = create_results_table(self.scene, f"{self.case} volumes")
             added.append(table)
             for node in added:
                 node.SetAttribute("TumorSeg.Model", summary.get("model", ""))
-            watcher = mrml.ResultsWatcher(segmentation, self.reference_node, table, uncertainty_node)
+            watcher = ResultsWatcher(segmentation, self.reference_node, table, uncertainty_node)
             watcher.update()
             if "uncertainty" in summary:
-                mrml.set_uncertainty_columns(table, summary["uncertainty"])
+                set_uncertainty_columns(table, summary["uncertainty"])
                 intervals = {key: [v["p5"], v["p95"]] for key, v in summary["uncertainty"]["volumes_ml"].items()}
-                segmentation.SetAttribute(mrml.VOLUME_INTERVALS_ATTRIBUTE, json.dumps(intervals))
+                segmentation.SetAttribute(VOLUME_INTERVALS_ATTRIBUTE, json.dumps(intervals))
             watcher.start()
         except BaseException:
             for node in added:
@@ -195,17 +167,15 @@ class SegmentationRun:
         return RunResult(segmentation, uncertainty_node, table, watcher, summary, labels)
 
 
-def run_segmentation(scene, volume_nodes: Mapping[str, object], model_id: str | None = None,
-                     device: str = "auto", python: str | None = None, timeout_s: float | None = None,
-                     progress: Callable[[float, str], None] | None = None,
-                     clinical: Mapping[str, object] | None = None,
-                     uncertainty: Mapping[str, object] | None = None) -> RunResult:
+def run_segmentation(scene, volume_nodes: Mapping[str, object], options: SegmentOptions = SegmentOptions(),
+                     python: str | None = None, timeout_s: float | None = None,
+                     progress: Callable[[float, str], None] | None = None) -> RunResult:
     """Run a segmentation to the end (blocking; the GUI polls :class:`SegmentationRun` instead).
 
     Raises:
         RuntimeError: with the command's error text if the process fails or times out.
     """
-    run = SegmentationRun(scene, volume_nodes, model_id, device, python, clinical=clinical, uncertainty=uncertainty)
+    run = SegmentationRun(scene, volume_nodes, options, python)
     run.start()
     try:
         state = run.runner.wait(timeout_s)  # type: ignore[union-attr]

@@ -1,0 +1,16 @@
+"""Preparing clinical scans for the model: co-registration onto a reference sequence, N4 bias-field
+correction and brain extraction, each reporting what it did."""
+
+from .bias import n4_bias_correction
+from .brain import (
+    AtlasBrainExtractor,
+    BrainExtraction,
+    BrainExtractor,
+    extract_brain,
+    is_skull_stripped,
+    refine_with_tumour,
+)
+from .coregistration import CoRegistration, coregister, is_aligned
+
+__all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "is_skull_stripped",
+           "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour"]

@@ -1,0 +1,52 @@
+"""The volume-over-time plot of a timeline (PNG, no display needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..labels import REGION_COLORS, Region
+from .rano import IMAGING_ONLY
+
+__all__ = ["plot_volumes"]
+
+PathLike = str | os.PathLike
+
+
+def plot_volumes(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = "") -> Path:
+    """Plot ET, TC and WT volume (mL) against visit date, follow-ups labelled with their category; PNG.
+
+    Uses matplotlib's Agg canvas directly, so it never needs a display and never changes pyplot's backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured = [row for row in rows if row.get("WT_ml") is not None]
+    figure = Figure(figsize=(8, 4.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    dates = [dt.date.fromisoformat(row["date"]) for row in measured]
+    # Distinct markers and line styles keep regions visible where they coincide (e.g. TC = ET without necrosis).
+    for region, marker, style in ((Region.WT, "o", "-"), (Region.TC, "s", "--"), (Region.ET, "^", ":")):
+        axes.plot(dates, [row[f"{region.value}_ml"] for row in measured], marker=marker, linestyle=style,
+                  color=REGION_COLORS[region], label=region.value)
+    for date, row in zip(dates, measured):
+        if row.get("role") == "follow-up" and row.get("category"):
+            axes.annotate(row["category"], (date, row["WT_ml"]), textcoords="offset points", xytext=(0, 8),
+                          ha="center", fontsize=9)
+    axes.set_xlabel("visit date")
+    axes.set_ylabel("volume (mL)")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best")
+    axes.set_title(title or "Tumour volume over time")
+    figure.autofmt_xdate()
+    figure.text(0.99, 0.01, f"Categories: RANO 2.0, {IMAGING_ONLY}", ha="right", va="bottom", fontsize=7,
+                color="dimgray")
+    figure.savefig(path, format="png")
+    return path

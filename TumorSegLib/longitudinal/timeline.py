@@ -1,0 +1,354 @@
+"""One patient's visits as a small versioned JSON file kept next to the data (paths inside it are relative to
+its folder), so it lives on outside 3D Slicer::
+
+    {
+      "schema": "tumorseg-timeline",
+      "schema_version": 1,
+      "patient_id": "P001",
+      "baseline": "v0",                       # optional; default: the earliest visit
+      "timepoints": [
+        {"id": "v0", "date": "2024-01-15",      # ISO date, or DICOM StudyDate "20240115"
+         "images": {"t1": "v0/t1.nii.gz", "t1c": "v0/t1c.nii.gz", "t2": "...", "flair": "..."},  # optional
+         "segmentation": "v0/seg.nii.gz",       # BraTS 2018 (ET = 4) or 2023 (ET = 3) codes
+         "label_convention": null,              # optional: "brats2018" | "brats2023" | null (detect)
+         "corrected": false,                    # segmentation corrected by hand
+         "steroids": "stable",                  # optional: dose vs baseline: increased | stable | decreased
+         "clinical_status": "stable",           # optional: worse | stable | better
+         "notes": "",
+         "measurements": {...}}                 # optional, written by TumorSeg (see measurements.py)
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ..labels import VOLUME_KEYS, LabelConvention
+from ..sequences import SEQUENCES
+from .measurements import TimepointMeasurements
+from .rano import ClinicalStatus, SteroidChange
+
+__all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "TimelineError", "parse_date", "study_date_from_dicom", "Timepoint",
+           "Timeline"]
+
+SCHEMA_NAME = "tumorseg-timeline"
+SCHEMA_VERSION = 1
+
+PathLike = str | os.PathLike
+
+
+class TimelineError(ValueError):
+    """A timeline file or timeline content that cannot be used; the message says what to fix."""
+
+
+def parse_date(value: str | dt.date) -> dt.date:
+    """A visit date from an ISO date (``2024-01-15``), a DICOM StudyDate (``20240115``) or a ``date``.
+
+    Raises:
+        ValueError: for anything else, saying which forms are accepted.
+    """
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    for form in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(text, form).date()
+        except ValueError:
+            continue
+    raise ValueError(f"date {value!r} is not a date: give an ISO date YYYY-MM-DD or a DICOM StudyDate YYYYMMDD")
+
+
+def study_date_from_dicom(path: PathLike) -> dt.date:
+    """The StudyDate (0008,0020) of a DICOM file, or of the first file of a DICOM series folder.
+
+    Raises:
+        ValueError: if no DICOM file is found or it has no valid StudyDate.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if path.is_dir():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise ValueError(f"{path} holds no DICOM series to read a StudyDate from")
+        path = Path(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])[0])
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ValueError(f"cannot read {path} as DICOM: {error}") from error
+    if not reader.HasMetaDataKey("0008|0020") or not reader.GetMetaData("0008|0020").strip():
+        raise ValueError(f"{path} has no StudyDate (0008,0020); enter the visit date by hand")
+    return parse_date(reader.GetMetaData("0008|0020"))
+
+
+@dataclass
+class Timepoint:
+    """One visit.
+
+    Attributes:
+        id: unique name of the visit within the timeline, e.g. ``"2024-01-15"`` or ``"post-RT"``.
+        date: acquisition date.
+        images: absolute paths by sequence key (``t1``, ``t1c``, ``t2``, ``flair``); any may be missing.
+        segmentation: absolute path of the label map (AI or corrected), or ``None`` when not segmented yet.
+        label_convention: ``'brats2018'``/``'brats2023'``, or ``None`` to detect it from the codes.
+        corrected: whether the segmentation was corrected by hand.
+        steroids: corticosteroid dose vs baseline, if known.
+        clinical_status: neurological status, if known.
+        measurements: the last measurements of the segmentation, if computed.
+        notes: free text.
+    """
+
+    id: str
+    date: dt.date
+    images: dict[str, Path] = field(default_factory=dict)
+    segmentation: Path | None = None
+    label_convention: str | None = None
+    corrected: bool = False
+    steroids: SteroidChange | None = None
+    clinical_status: ClinicalStatus | None = None
+    measurements: TimepointMeasurements | None = None
+    notes: str = ""
+    volume_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
+        """JSON-ready dict; paths relative to ``folder`` when given (and on the same drive)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "date": self.date.isoformat(),
+            "images": {key: _relative(path, folder) for key, path in self.images.items()},
+            "segmentation": _relative(self.segmentation, folder) if self.segmentation else None,
+            "label_convention": self.label_convention,
+            "corrected": self.corrected,
+            "steroids": self.steroids.value if self.steroids else None,
+            "clinical_status": self.clinical_status.value if self.clinical_status else None,
+            "notes": self.notes,
+            "volume_intervals_ml": {key: [float(a), float(b)] for key, (a, b) in self.volume_intervals.items()},
+        }
+        if include_measurements and self.measurements is not None:
+            out["measurements"] = self.measurements.to_dict()
+        return out
+
+
+_TIMEPOINT_KEYS = {"id", "date", "images", "segmentation", "label_convention", "corrected", "steroids",
+                   "clinical_status", "notes", "measurements", "volume_intervals_ml"}
+_TIMELINE_KEYS = {"schema", "schema_version", "patient_id", "baseline", "timepoints"}
+
+
+def _relative(path: Path, folder: Path | None) -> str:
+    if folder is None:
+        return str(path)
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive on Windows: keep it absolute
+        return str(path)
+
+
+def _enum(kind: type[Enum], value: Any, where: str, name: str):
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in kind)  # type: ignore[attr-defined]
+        raise TimelineError(f"{where}: {name} is {value!r}; use one of {allowed} or null") from None
+
+
+def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoint:
+    if not isinstance(data, dict):
+        raise TimelineError(f"{where} must be an object with 'id', 'date', ...; got {type(data).__name__}")
+    unknown = set(data) - _TIMEPOINT_KEYS
+    if unknown:
+        raise TimelineError(f"{where} has unknown field(s) {sorted(unknown)}; known fields: {sorted(_TIMEPOINT_KEYS)}")
+    ident = data.get("id")
+    if not isinstance(ident, str) or not ident.strip():
+        raise TimelineError(f"{where} needs an 'id': a non-empty name such as \"baseline\" or the date")
+    where = f"{where} ('{ident}')"
+    if "date" not in data:
+        raise TimelineError(f"{where} needs a 'date' (YYYY-MM-DD, or a DICOM StudyDate YYYYMMDD)")
+    try:
+        date = parse_date(data["date"])
+    except ValueError as error:
+        raise TimelineError(f"{where}: {error}") from None
+
+    def resolve(value: Any, name: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise TimelineError(f"{where}: {name} must be a file path (text), got {value!r}")
+        path = Path(value)
+        return path if path.is_absolute() or folder is None else folder / path
+
+    images = data.get("images") or {}
+    if not isinstance(images, dict):
+        raise TimelineError(f"{where}: 'images' must map sequence names ({', '.join(SEQUENCES)}) to paths")
+    wrong = set(images) - set(SEQUENCES)
+    if wrong:
+        raise TimelineError(f"{where}: unknown image key(s) {sorted(wrong)}; use {', '.join(SEQUENCES)}")
+    convention = data.get("label_convention")
+    if convention is not None and convention not in {c.value for c in LabelConvention}:
+        raise TimelineError(f"{where}: label_convention is {convention!r}; use 'brats2018', 'brats2023' or null")
+    corrected = data.get("corrected", False)
+    if not isinstance(corrected, bool):
+        raise TimelineError(f"{where}: 'corrected' must be true or false, got {corrected!r}")
+    measurements = None
+    if data.get("measurements") is not None:
+        try:
+            measurements = TimepointMeasurements.from_dict(data["measurements"])
+        except ValueError as error:
+            raise TimelineError(f"{where}: {error}") from None
+    intervals = data.get("volume_intervals_ml") or {}
+    if not isinstance(intervals, dict) or any(
+            key not in VOLUME_KEYS or not isinstance(v, list) or len(v) != 2 for key, v in intervals.items()):
+        raise TimelineError(f"{where}: 'volume_intervals_ml' must map {', '.join(VOLUME_KEYS)} to [p5, p95] in mL")
+    segmentation = data.get("segmentation")
+    return Timepoint(
+        id=ident, date=date, images={key: resolve(path, f"images.{key}") for key, path in images.items()},
+        segmentation=resolve(segmentation, "segmentation") if segmentation is not None else None,
+        label_convention=convention, corrected=corrected,
+        steroids=_enum(SteroidChange, data.get("steroids"), where, "steroids"),
+        clinical_status=_enum(ClinicalStatus, data.get("clinical_status"), where, "clinical_status"),
+        measurements=measurements, notes=str(data.get("notes", "") or ""),
+        volume_intervals={key: (float(a), float(b)) for key, (a, b) in intervals.items()})
+
+
+@dataclass
+class Timeline:
+    """A patient's visits.
+
+    Attributes:
+        patient_id: identifier shown in the table and plot.
+        timepoints: the visits (any order; :meth:`ordered` sorts them by date).
+        baseline_id: the visit that changes are measured against; ``None`` means the earliest.
+        path: the file it was loaded from or last saved to.
+    """
+
+    patient_id: str = ""
+    timepoints: list[Timepoint] = field(default_factory=list)
+    baseline_id: str | None = None
+    path: Path | None = None
+
+    def ordered(self) -> list[Timepoint]:
+        """Visits by date (visits on the same day keep their order in the file)."""
+        return sorted(self.timepoints, key=lambda tp: tp.date)
+
+    def get(self, timepoint_id: str) -> Timepoint:
+        for timepoint in self.timepoints:
+            if timepoint.id == timepoint_id:
+                return timepoint
+        raise KeyError(f"no timepoint '{timepoint_id}'; the timeline has {[tp.id for tp in self.timepoints]}")
+
+    @property
+    def baseline(self) -> Timepoint:
+        """The baseline visit (``baseline_id``, or the earliest)."""
+        if not self.timepoints:
+            raise TimelineError("the timeline has no timepoints; add the baseline visit first")
+        return self.get(self.baseline_id) if self.baseline_id else self.ordered()[0]
+
+    def add(self, timepoint: Timepoint) -> Timepoint:
+        """Add a visit; its id must be new."""
+        if any(tp.id == timepoint.id for tp in self.timepoints):
+            raise TimelineError(f"a timepoint with id '{timepoint.id}' already exists; give the new visit another id")
+        self.timepoints.append(timepoint)
+        return timepoint
+
+    def validate(self) -> None:
+        """Check ids are unique, dates are dates, image keys are known and the baseline exists.
+
+        Raises:
+            TimelineError: saying which visit to fix.
+        """
+        seen: set[str] = set()
+        for timepoint in self.timepoints:
+            if timepoint.id in seen:
+                raise TimelineError(f"timepoint id '{timepoint.id}' is used twice; ids must be unique")
+            seen.add(timepoint.id)
+            if not isinstance(timepoint.date, dt.date):
+                raise TimelineError(f"timepoint '{timepoint.id}': date must be a datetime.date (use parse_date), "
+                                    f"got {timepoint.date!r}")
+            wrong = set(timepoint.images) - set(SEQUENCES)
+            if wrong:
+                raise TimelineError(f"timepoint '{timepoint.id}': unknown image key(s) {sorted(wrong)}; "
+                                    f"use {', '.join(SEQUENCES)}")
+        if self.baseline_id is not None and self.baseline_id not in seen:
+            raise TimelineError(f"baseline '{self.baseline_id}' is not one of the timepoints {sorted(seen)}")
+
+    def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
+        return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "patient_id": self.patient_id,
+                "baseline": self.baseline_id,
+                "timepoints": [tp.to_dict(folder, include_measurements) for tp in self.ordered()]}
+
+    @classmethod
+    def from_dict(cls, data: Any, folder: Path | None = None, source: str = "timeline") -> "Timeline":
+        """Build and validate a timeline from its JSON content; relative paths resolve against ``folder``.
+
+        Raises:
+            TimelineError: for a wrong schema or version, or any invalid field, naming it.
+        """
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
+            raise TimelineError(f"{source} is not a TumorSeg timeline: expected a JSON object with "
+                                f"\"schema\": \"{SCHEMA_NAME}\"")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise TimelineError(f"{source}: schema_version must be a positive integer, got {version!r}")
+        if version > SCHEMA_VERSION:
+            raise TimelineError(f"{source} has schema_version {version}, written by a newer TumorSeg (this one reads "
+                                f"up to {SCHEMA_VERSION}); update TumorSeg")
+        unknown = set(data) - _TIMELINE_KEYS
+        if unknown:
+            raise TimelineError(f"{source} has unknown field(s) {sorted(unknown)}; known: {sorted(_TIMELINE_KEYS)}")
+        items = data.get("timepoints", [])
+        if not isinstance(items, list):
+            raise TimelineError(f"{source}: 'timepoints' must be a list of visits")
+        timepoints = [_timepoint_from_dict(item, folder, f"{source}: timepoint {n + 1}") for n, item in enumerate(items)]
+        baseline = data.get("baseline")
+        if baseline is not None and not isinstance(baseline, str):
+            raise TimelineError(f"{source}: 'baseline' must be a timepoint id or null, got {baseline!r}")
+        timeline = cls(str(data.get("patient_id", "") or ""), timepoints, baseline)
+        try:
+            timeline.validate()
+        except TimelineError as error:
+            raise TimelineError(f"{source}: {error}") from None
+        return timeline
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Timeline":
+        """Read a timeline JSON file (paths inside it are relative to its folder).
+
+        Raises:
+            FileNotFoundError: if the file does not exist.
+            TimelineError: if it is not valid JSON or not a valid timeline.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"timeline file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise TimelineError(f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: "
+                                f"{error.msg})") from None
+        timeline = cls.from_dict(data, path.parent, str(path))
+        timeline.path = path
+        return timeline
+
+    def save(self, path: PathLike | None = None, include_measurements: bool = True) -> Path:
+        """Write the timeline as JSON (atomically), paths relative to the file's folder."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise TimelineError("give a path to save the timeline to")
+        self.validate()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(target.parent, include_measurements), indent=2)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        partial.write_text(text + "\n", encoding="utf-8")
+        partial.replace(target)
+        self.path = target
+        return target

@@ -1,0 +1,145 @@
+"""The results table (volumes, edits, uncertainty per region), the watcher that keeps it right while the
+user edits, and the uncertainty overlay in the slice views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..labels import VOLUME_KEYS, VOLUME_MEMBERS
+from ..volume import Volume
+from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
+from .segments import edited_labels, labels_from_segmentation
+
+__all__ = ["TABLE_COLUMNS", "create_results_table", "update_results_table", "set_uncertainty_columns",
+           "review_first", "ResultsWatcher", "set_uncertainty_overlay"]
+
+TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", "AI volume 5-95% (mL)",
+                 "Uncertainty score", "Review first")
+
+
+def create_results_table(scene, name: str):
+    """A table node with the results columns (one row per region: NCR, ED, ET, TC, WT)."""
+    import vtk
+
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
+    for column, array_class in zip(TABLE_COLUMNS, (vtk.vtkStringArray, vtk.vtkDoubleArray, vtk.vtkIntArray,
+                                                   vtk.vtkDoubleArray, vtk.vtkStringArray, vtk.vtkStringArray,
+                                                   vtk.vtkDoubleArray, vtk.vtkStringArray)):
+        array = array_class()
+        array.SetName(column)
+        table.AddColumn(array)
+    table.SetColumnUnitLabel("Volume (mL)", "mL")
+    table.SetColumnDescription("Mean uncertainty", "mean of the uncertainty volume (0-1) inside the region: "
+                               "normalised entropy, or mutual information when that map was chosen")
+    table.SetColumnDescription("Edited", "the region's segments differ from the AI result")
+    table.SetColumnDescription("AI volume 5-95% (mL)", "spread of the AI volume over uncertainty samples "
+                               "(model variability, not a confidence interval for the true volume)")
+    table.SetColumnDescription("Uncertainty score", "share of the region where the model is in doubt (0-1)")
+    table.SetColumnDescription("Review first", "the region's uncertainty is high: review it before the others")
+    for _ in VOLUME_KEYS:
+        table.AddEmptyRow()
+    table.SetAttribute(ROLE_ATTRIBUTE, "results")
+    return table
+
+
+def set_uncertainty_columns(table, record: dict) -> None:
+    """Fill the interval, score and review columns from a ``tumorseg segment`` uncertainty record."""
+    vtk_table = table.GetTable()
+    flagged = set(record.get("flagged", []))
+    for row, key in enumerate(VOLUME_KEYS):
+        interval = record.get("volumes_ml", {}).get(key)
+        score = record.get("regions", {}).get(key, {}).get("score")
+        vtk_table.GetColumnByName("AI volume 5-95% (mL)").SetValue(
+            row, f"{interval['p5']:.2f} - {interval['p95']:.2f}" if interval else "")
+        vtk_table.GetColumnByName("Uncertainty score").SetValue(row, float("nan") if score is None else round(score, 3))
+        vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
+    vtk_table.Modified()
+    table.Modified()
+
+
+def review_first(record: dict) -> str:
+    """One line naming the regions an uncertainty record flags, most uncertain first ('' when none), for
+    the module's status line: the table's "Review first" column is easy to miss."""
+    regions = record.get("regions", {})
+    flagged = sorted(record.get("flagged", []), key=lambda key: -regions.get(key, {}).get("score", 0.0))
+    if not flagged:
+        return ""
+    return "Review first: " + ", ".join(f"{key} (score {regions[key]['score']:.2f})" if key in regions else key
+                                        for key in flagged) + "."
+
+
+def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str]) -> None:
+    """Fill the results table from an internal label map (and uncertainty map on the same grid)."""
+    edited = set(edited)
+    vtk_table = table.GetTable()
+    for row, key in enumerate(VOLUME_KEYS):
+        members = VOLUME_MEMBERS[key]
+        mask = np.isin(labels.array, [int(m) for m in members])
+        voxels = int(mask.sum())
+        mean_uncertainty = float(uncertainty.array[mask].mean()) if uncertainty is not None and voxels else float("nan")
+        is_edited = any(m.name in edited for m in members)
+        vtk_table.GetColumnByName("Region").SetValue(row, key)
+        vtk_table.GetColumnByName("Volume (mL)").SetValue(row, round(voxels * labels.voxel_volume_ml, 3))
+        vtk_table.GetColumnByName("Voxels").SetValue(row, voxels)
+        vtk_table.GetColumnByName("Mean uncertainty").SetValue(row, round(mean_uncertainty, 4))
+        vtk_table.GetColumnByName("Edited").SetValue(row, "yes" if is_edited else "no")
+    vtk_table.Modified()
+    table.Modified()
+
+
+class ResultsWatcher:
+    """Keeps a results table in step with a segmentation the user edits.
+
+    Observes the segmentation node's segment events; on each change it re-exports the label map,
+    recomputes volumes and marks edited regions.
+    """
+
+    def __init__(self, segmentation_node, reference_node, table_node, uncertainty_node=None):
+        self.segmentation_node = segmentation_node
+        self.reference_node = reference_node
+        self.table_node = table_node
+        self.uncertainty_node = uncertainty_node
+        self._observers: list[int] = []
+        self._uncertainty: Volume | None = None
+
+    def start(self) -> ResultsWatcher:
+        slicer = _slicer()
+        for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentAdded,
+                      slicer.vtkSegmentation.SegmentRemoved):
+            self._observers.append(self.segmentation_node.AddObserver(event, self._on_segments_changed))
+        return self
+
+    def stop(self) -> None:
+        for tag in self._observers:
+            self.segmentation_node.RemoveObserver(tag)
+        self._observers.clear()
+
+    def _on_segments_changed(self, caller=None, event=None) -> None:
+        self.update()
+
+    def update(self) -> tuple[Volume, set[str]]:
+        """Recompute the table now; returns (labels, edited keys)."""
+        labels = labels_from_segmentation(self.segmentation_node, self.reference_node)
+        if self.uncertainty_node is not None and self._uncertainty is None:
+            self._uncertainty = volume_from_node(self.uncertainty_node)
+        uncertainty = self._uncertainty if self._uncertainty is not None and \
+            self._uncertainty.shape == labels.shape else None
+        edited = edited_labels(self.segmentation_node, labels)
+        update_results_table(self.table_node, labels, uncertainty, edited)
+        return labels, edited
+
+
+def set_uncertainty_overlay(scene, uncertainty_node, background_node=None, visible: bool = True,
+                            opacity: float = 0.4) -> int:
+    """Show (or hide) the uncertainty map as the foreground layer of every slice view; returns views set."""
+    count = 0
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        if background_node is not None:
+            composite.SetBackgroundVolumeID(background_node.GetID())
+        composite.SetForegroundVolumeID(uncertainty_node.GetID() if visible and uncertainty_node else None)
+        composite.SetForegroundOpacity(opacity if visible else 0.0)
+        count += 1
+    return count

@@ -1,0 +1,11 @@
+"""Training on BraTS-format folders: case discovery and a preprocessed cache (:mod:`.data`), the recipe
+(:mod:`.config`), patch sampling and augmentation on the training device (:mod:`.sampler`), and the
+resumable loop (:mod:`.loop`)."""
+
+from .config import TrainConfig
+from .data import QUANT_OFFSET, QUANT_SCALE, cache_case, find_cases, load_cached_case, make_folds, prepare_cache
+from .loop import export_weights, train, validate
+from .sampler import PatchSampler, region_channels
+
+__all__ = ["find_cases", "cache_case", "prepare_cache", "load_cached_case", "make_folds", "TrainConfig", "train",
+           "validate", "export_weights", "PatchSampler", "region_channels", "QUANT_OFFSET", "QUANT_SCALE"]

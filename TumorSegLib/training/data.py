@@ -1,0 +1,119 @@
+"""Training data: BraTS-format case discovery, the preprocessed cache, and k-fold splits.
+
+The cache holds each case already reoriented, resampled to the model spacing, cropped to the brain and
+z-scored, quantised to uint8 (1/16 SD steps, plus uniform de-quantisation noise while training) so a
+whole data set fits in memory — and in one transfer to a lent GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import Label, to_internal_labels
+from ..sequences import FILE_SUFFIXES, SEQUENCES
+
+__all__ = ["QUANT_OFFSET", "QUANT_SCALE", "find_cases", "cache_case", "prepare_cache", "load_cached_case",
+           "make_folds"]
+
+LABEL_SUFFIXES = ("seg",)
+QUANT_OFFSET = 64.0
+QUANT_SCALE = 16.0  # levels per standard deviation
+
+
+def _find_file(folder: Path, case: str, suffixes: Sequence[str]) -> Path | None:
+    for suffix in suffixes:
+        for ext in (".nii.gz", ".nii", ".nrrd", ".mha"):
+            path = folder / f"{case}_{suffix}{ext}"
+            if path.exists():
+                return path
+            path = folder / f"{case}-{suffix}{ext}"  # BraTS 2023 names, e.g. BraTS-GLI-00000-000-t1c.nii.gz
+            if path.exists():
+                return path
+    return None
+
+
+def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES,
+               need_labels: bool = True) -> dict[str, dict[str, Path]]:
+    """Cases of a BraTS-format folder (one sub-folder per case), by case name.
+
+    Returns ``{case: {"t1": path, ..., "label": path}}``.
+
+    Raises:
+        ValueError: if no folder holds a complete case, naming what was missing.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data folder not found: {data_dir}")
+    cases, problems = {}, []
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        files = {key: _find_file(folder, folder.name, FILE_SUFFIXES[key]) for key in sequences}
+        if need_labels:
+            files["label"] = _find_file(folder, folder.name, LABEL_SUFFIXES)
+        missing = [key for key, path in files.items() if path is None]
+        if missing:
+            problems.append(f"{folder.name}: no {', '.join(missing)}")
+            continue
+        cases[folder.name] = files
+    if not cases:
+        raise ValueError(f"no complete BraTS case in {data_dir} (expect <case>/<case>_t1.nii.gz, _t1ce, _t2, _flair"
+                         + (", _seg" if need_labels else "") + "). " + "; ".join(problems[:5]))
+    return cases
+
+
+def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequence[float],
+               out_path: Path) -> dict:
+    """Preprocess one case into ``out_path`` (.npz holding ``image`` (C,I,J,K) uint8 and ``label`` uint8)."""
+    from ..geometry import crop, reorient, resample_to_grid
+    from ..preprocessing import check_same_grid, prepare_input
+    from ..qa import run_qa
+    from ..volume import read_volume
+
+    volumes = [read_volume(files[key]) for key in sequences]
+    run_qa(dict(zip(sequences, volumes))).raise_for_errors()
+    check_same_grid(volumes, list(sequences))
+    prepared = prepare_input(volumes, spacing, margin=2)
+    label = read_volume(files["label"])
+    label = label.with_array(to_internal_labels(label.array))
+    label = resample_to_grid(reorient(label), prepared.model_grid, order=0)
+    label = crop(label, prepared.box)
+    image = np.clip(np.round(prepared.image.array * QUANT_SCALE + QUANT_OFFSET), 0, 255).astype(np.uint8)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial.npz")
+    np.savez(tmp, image=image, label=label.array.astype(np.uint8), brain=prepared.brain_mask)
+    os.replace(tmp, out_path)
+    return {"shape": list(image.shape[1:]), "voxels": {k.name: int((label.array == k).sum()) for k in Label}}
+
+
+def prepare_cache(data_dir: Path, cache_dir: Path, sequences: Sequence[str] = SEQUENCES,
+                  spacing: Sequence[float] = (1.0, 1.0, 1.0), log: Callable[[str], None] = print) -> list[str]:
+    """Preprocess every case of ``data_dir`` into ``cache_dir`` (skips cases already cached). Returns names."""
+    cases = find_cases(Path(data_dir), sequences)
+    cache_dir = Path(cache_dir)
+    for index, (case, files) in enumerate(cases.items(), 1):
+        target = cache_dir / f"{case}.npz"
+        if target.exists():
+            continue
+        info = cache_case(files, sequences, spacing, target)
+        log(f"[prepare {index}/{len(cases)}] {case} {info['shape']}")
+    return list(cases)
+
+
+def load_cached_case(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image float32 z-scores (C,I,J,K), label uint8 (I,J,K), brain bool) of a cached case."""
+    with np.load(path) as data:
+        image = (data["image"].astype(np.float32) - QUANT_OFFSET) / QUANT_SCALE
+        return image, data["label"], data["brain"]
+
+
+def make_folds(cases: Sequence[str], k: int, seed: int) -> list[list[str]]:
+    """Split ``cases`` into ``k`` folds: sorted, shuffled with ``seed``, dealt round-robin."""
+    if not 2 <= k <= len(cases):
+        raise ValueError(f"cannot make {k} folds of {len(cases)} cases")
+    order = sorted(cases)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
