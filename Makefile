@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tumorseg-installed
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup demo test lint bench cv clean
+.PHONY: setup demo test lint bench cv gpu-prepare train-gpu clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,14 @@ bench: setup
 
 cv: setup
 	$(BIN)/python Testing/Benchmarks/cross_validation.py --subsets
+
+# Training on a lent GPU (README: "Training on a lent GPU"): prepare the carried cache, wheels and resume weights
+# here, then run `bash scripts/train_gpu.sh` on the device; train-gpu runs that same script where it is called.
+gpu-prepare: setup
+	$(BIN)/python scripts/gpu_prepare.py
+
+train-gpu:
+	bash scripts/train_gpu.sh
 
 clean:
 	rm -rf demo_output runs .pytest_cache

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,67 +24,120 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def _progress(fraction: float, message: str) -> None:
-    # One line per step; the Slicer module parses "[progress NN%] message".
-    print(f"[progress {round(100 * fraction):3d}%] {message}", flush=True)
+class _ProgressReport:
+    """Progress of a long command: a live bar with the time left on a terminal (tqdm), plain
+    ``[progress NN%] step`` lines when the output is piped (the Slicer module parses them), one per change."""
+
+    def __init__(self) -> None:
+        self.last: tuple[int, str] | None = None
+        self.bar = None
+        if sys.stdout.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, unit="%", bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        percent = round(100 * fraction)
+        if (percent, message) == self.last:
+            return
+        self.last = (percent, message)
+        if self.bar is None:
+            print(f"[progress {percent:3d}%] {message}", flush=True)
+            return
+        self.bar.n = percent
+        self.bar.set_postfix_str(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _summary_of(result, output: Path, convention) -> dict:
-    """The label map written with ``convention``'s codes (default: the model's), and its summary record."""
+
+def _summary_of(result, output: Path, written_to: Path, convention) -> dict:
+    """The label map written (to ``written_to``, staged for ``output``) with ``convention``'s codes (default: the
+    model's), and its summary record."""
     from .export import write_label_map
 
     convention = convention or result.model.label_convention
-    write_label_map(result.labels, output, convention)
+    write_label_map(result.labels, written_to, convention)
     convention = getattr(convention, "value", convention)
     return {"output": str(output), "label_convention": convention, **result.summary()}
 
 
+def _preflight(args: argparse.Namespace, options) -> tuple[dict[str, Path], dict[str, Path], object]:
+    """Everything that can be checked before any image is read, within seconds: the inputs exist, the model and
+    its weights' SHA-256, the device, and every output path (never an input, never an earlier result unless
+    --overwrite, in a folder that can be written). Returns (inputs, staged outputs, the outputs' transaction)."""
+    from .export import Outputs, json_path
+    from .inference import resolve_device
+    from .models import get_model, weights_paths
+
+    paths = {key: Path(getattr(args, key)) for key in ("t1", "t1c", "t2", "flair") if getattr(args, key)}
+    if not paths:
+        raise CommandError("give the input volumes: --t1 --t1c --t2 --flair (at least --t1c or --flair)")
+    for key, path in paths.items():
+        if not path.exists():
+            raise FileNotFoundError(f"--{key} {path}: file not found")
+    weights_paths(get_model(options.model))  # unknown id, missing or altered weights: now, not after the work
+    resolve_device(options.device)
+    outputs = Outputs(inputs=paths.values(), overwrite=args.overwrite)
+    staged = {"labels": outputs.claim(args.output), "summary": outputs.claim(json_path(args.output))}
+    for name in ("uncertainty", "uncertainty_map", "brain_mask"):
+        if getattr(args, name):
+            staged[name] = outputs.claim(getattr(args, name), folder=name == "uncertainty")
+    return paths, staged, outputs
+
+
 def _segment(args: argparse.Namespace) -> int:
-    from .export import json_path, write_summary
+    from .export import write_summary
     from .options import SegmentOptions
     from .pipeline import segment
+    from .provenance import input_record, provenance
     from .volume import read_volume
 
     start = time.perf_counter()
     options = SegmentOptions.from_args(args)
-    paths = {key: getattr(args, key) for key in ("t1", "t1c", "t2", "flair") if getattr(args, key)}
-    if not paths:
-        raise CommandError("give the input volumes: --t1 --t1c --t2 --flair (at least --t1c or --flair)")
-    _progress(0.0, "reading images")
+    paths, staged, outputs = _preflight(args, options)
+    progress = _ProgressReport()
+    progress(0.0, "reading images")
     images = {key: read_volume(path) for key, path in paths.items()}
     read_seconds = time.perf_counter() - start
-    result = segment(images, options.model, options.device, flips=options.flips, progress=_progress,
-                     clinical=options.clinical, uncertainty=options.uncertainty)
-    result.timings_s = {"read": read_seconds, **result.timings_s}
-    for finding in result.qa:
-        print(f"[warning] {finding['message']}", flush=True)
-    output = Path(args.output)
-    summary = _summary_of(result, output, options.label_convention)
-    summary.update(_secondary_outputs(result, args, options))
-    summary["timings_s"]["total"] = round(time.perf_counter() - start, 2)
-    write_summary(summary, json_path(output))
+    printed: list[dict] = []
+
+    def show(findings: list[dict]) -> None:  # each finding once, as soon as it is known
+        for finding in findings[len(printed):]:
+            print(f"[warning] {finding['message']}", flush=True)
+        printed[:] = findings
+
+    with outputs:  # everything is put in place at the end, or nothing (failure, Ctrl-C)
+        result = segment(images, options.model, options.device, flips=options.flips, progress=progress,
+                         clinical=options.clinical, uncertainty=options.uncertainty, force=options.force,
+                         on_findings=show)
+        progress.close()
+        show(result.qa)
+        result.timings_s = {"read": read_seconds, **result.timings_s}
+        output = Path(args.output)
+        summary = _summary_of(result, output, staged["labels"], options.label_convention)
+        summary.update(_secondary_outputs(result, args, options, staged))
+        summary["provenance"] = provenance(input_record(paths), options, command=["tumorseg", *sys.argv[1:]])
+        summary["timings_s"]["total"] = round(time.perf_counter() - start, 2)
+        write_summary(summary, staged["summary"])
     _log(json.dumps({"output": str(output), "volumes_ml": summary["volumes_ml"]}))
     return 0
 
 
-def _secondary_outputs(result, args: argparse.Namespace, options) -> dict:
+def _secondary_outputs(result, args: argparse.Namespace, options, staged: dict[str, Path]) -> dict:
     """Brain mask, uncertainty maps and the single uncertainty map, as asked; their entries for the summary."""
     from .export import write_map, write_uncertainty_maps
 
     entries: dict = {}
     if args.brain_mask and result.brain is not None:
-        write_map(result.brain.mask, args.brain_mask, dtype="uint8")
+        write_map(result.brain.mask, staged["brain_mask"], dtype="uint8")
         entries["brain_mask"] = str(args.brain_mask)
     if args.uncertainty:
-        entries["uncertainty"] = write_uncertainty_maps(result.uncertainty, args.uncertainty)
+        entries["uncertainty"] = write_uncertainty_maps(result.uncertainty, staged["uncertainty"])
     if args.uncertainty_map:
-        from .uncertainty import class_probabilities, normalised_entropy
-
-        if result.uncertainty is not None:
-            chosen = getattr(result.uncertainty, options.uncertainty_map_kind.value)
-        else:  # no sampling: the entropy of the mean probabilities
-            chosen = result.labels.with_array(normalised_entropy(class_probabilities(result.probabilities.array)))
-        write_map(chosen, args.uncertainty_map)
+        write_map(result.uncertainty_map(options.uncertainty_map_kind.value), staged["uncertainty_map"])
         entries["uncertainty_map"] = str(args.uncertainty_map)
     return entries
 
@@ -127,12 +180,14 @@ def _demo(args: argparse.Namespace) -> int:
     suffixes = {**{key: names[0] for key, names in FILE_SUFFIXES.items()}, "label": "seg"}
     files = {key: out / case / f"{case}_{suffix}.nii.gz" for key, suffix in suffixes.items()}
     if not all(path.exists() for path in files.values()):
-        _progress(0.0, "building the synthetic sample case on the MNI ICBM152 template")
+        print("[progress   0%] building the synthetic sample case on the MNI ICBM152 template", flush=True)
         files = write_synthetic_case(out, case)
     images = {key: read_volume(path) for key, path in files.items() if key != "label"}
-    result = segment(images, args.model, args.device, progress=_progress)
+    progress = _ProgressReport()
+    result = segment(images, args.model, args.device, progress=progress)
+    progress.close()
     output = out / f"{case}_tumorseg.nii.gz"
-    summary = _summary_of(result, output, None)
+    summary = _summary_of(result, output, output, None)
     truth = region_masks(to_internal_labels(read_volume(files["label"]).array))
     predicted = region_masks(result.labels.array)
     agreement = {region.value: round(dice(predicted[region], truth[region]), 3) for region in truth}
@@ -144,60 +199,9 @@ def _demo(args: argparse.Namespace) -> int:
     names = {"NCR": "necrotic / non-enhancing core", "ED": "oedema", "ET": "enhancing tumour",
              "TC": "tumour core (NCR+ET)", "WT": "whole tumour (NCR+ED+ET)"}
     for key, value in summary["volumes_ml"].items():
-        _log(f"  {key:3s} {names[key]:34s} {value:10.2f}")
+        _log(f"  {key:3s} {names[key]:34s} " + (f"{value:10.2f}" if value is not None else f"{'n/a':>10s}"))
     _log(f"Dice against the synthetic ground truth: {agreement}")
     _log(f"Summary: {json_path(output)}")
-    return 0
-
-
-def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[list[str]]]:
-    """(cache folder, case names, folds): the cache built when needed, the split read or made once."""
-    from .training import make_folds, prepare_cache
-
-    data, out = Path(args.data_dir), Path(args.output)
-    cache = Path(args.cache) if args.cache else out / "cache"
-    if any(data.glob("*.npz")):  # already a preprocessed cache (e.g. carried to a GPU machine)
-        cache = data
-        cases = sorted(p.stem for p in data.glob("*.npz") if not p.name.endswith(".partial.npz"))
-    else:
-        cases = prepare_cache(data, cache, log=_log)
-    folds_file = out / "folds.json"
-    if folds_file.exists():
-        folds = json.loads(folds_file.read_text())["folds"]
-        if sorted(sum(folds, [])) != sorted(cases):
-            raise CommandError(f"{folds_file} lists other cases than {data}; remove it to make a new split")
-    else:
-        folds = make_folds(cases, args.folds, args.seed)
-        out.mkdir(parents=True, exist_ok=True)
-        # Atomic: parallel runs of single folds may all write the (identical) split at once.
-        partial = folds_file.with_name(f"folds.json.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"seed": args.seed, "k": args.folds, "folds": folds}, indent=2))
-        os.replace(partial, folds_file)
-    return cache, cases, folds
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
-
-    # Checked before the (slow) cache is built.
-    if args.fold not in ("all", "every") and not args.fold.isdigit():
-        raise CommandError(f"--fold {args.fold}: give a fold index (0, 1, ...), 'all' or 'every'")
-    if args.init_filters < 8 or args.init_filters % 8:
-        raise CommandError(f"--init-filters {args.init_filters}: give a multiple of 8 (SegResNet normalises "
-                           "its features in 8 groups)")
-    cache, cases, folds = _training_cases(args)
-    config = TrainConfig(init_filters=args.init_filters, patch_size=tuple(args.patch_size), batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, max_steps=args.max_steps, time_limit_s=args.time_limit,
-                         seed=args.seed, device=args.device, sequence_dropout=args.sequence_dropout)
-    if args.fold not in ("all", "every") and int(args.fold) >= len(folds):
-        raise CommandError(f"--fold {args.fold}: the split has folds 0..{len(folds) - 1}")
-    runs = list(range(len(folds))) + ["all"] if args.fold == "every" else [args.fold]
-    for run in runs:
-        val_cases = [] if run == "all" else folds[int(run)]
-        train_cases = [c for c in cases if c not in val_cases]
-        _log(f"[train] run {run}: {len(train_cases)} training, {len(val_cases)} validation cases")
-        train(cache, Path(args.output) / f"fold{run}", config, train_cases, val_cases, resume=not args.no_resume,
-              log=_log)
     return 0
 
 
@@ -225,6 +229,8 @@ def _add_segment(commands) -> None:
                    "mutual information, variance, probabilities) to DIR; scores and volume intervals go in the JSON")
     p.add_argument("--uncertainty-map", help="also write one voxel uncertainty map (0-1) on the reference grid to "
                    "this file: the chosen map when sampling, else the label entropy of the mean probabilities")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results at the output paths (inputs are "
+                   "never overwritten)")
     p.set_defaults(func=_segment)
 
 
@@ -271,47 +277,42 @@ def _add_demo(commands) -> None:
     p.set_defaults(func=_demo)
 
 
-def _add_train(commands) -> None:
-    from .options import Device, choices
-
-    p = commands.add_parser("train", help="train a model on BraTS-format folders (k-fold cross-validation)")
-    p.add_argument("data_dir", help="folder of case folders (<case>/<case>_t1.nii.gz ...), or a prepared cache")
-    p.add_argument("-o", "--output", default="runs/train", help="output folder (folds.json, fold*/model.pt)")
-    p.add_argument("--cache", help="where preprocessed cases are kept (default: OUTPUT/cache)")
-    p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
-    p.add_argument("--fold", default="every", help="fold index to train, 'all' (every case), or 'every' (each fold, then all)")
-    p.add_argument("--max-steps", type=int, default=4000)
-    p.add_argument("--time-limit", type=float, default=0.0, help="seconds; the schedule ends at this time if sooner")
-    p.add_argument("--patch-size", type=int, nargs=3, default=[128, 128, 128])
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--init-filters", type=int, default=8, help="features of the first layer, a multiple of 8")
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--sequence-dropout", type=float, default=0.3)
-    p.add_argument("--seed", type=int, default=20260)
-    p.add_argument("--device", default=Device.AUTO.value, choices=choices(Device))
-    p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
-    p.set_defaults(func=_train)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``tumorseg`` parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="tumorseg", description="Brain tumour segmentation from T1, T1c, T2, FLAIR.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_segment, _add_evaluate, _add_track, _add_demo, _add_train):
+    from .training.command import add_train_command
+
+    for add in (_add_segment, _add_evaluate, _add_track, _add_demo, add_train_command):
         add(commands)
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a cancel) cleans up as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors print one line and give 2, an interruption (Ctrl-C, SIGTERM) 130."""
+    import signal
+
     from .models import WeightsError
 
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return args.func(args)
-    except (CommandError, ValueError, KeyError, FileNotFoundError, WeightsError, RuntimeError) as error:
+    except (CommandError, ValueError, KeyError, OSError, WeightsError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"tumorseg {args.command}: error: {message}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt:
+        print(f"tumorseg {args.command}: interrupted; nothing partial was left behind", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

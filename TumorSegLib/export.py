@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,16 +17,110 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .labels import LabelConvention, from_internal_labels
-from .volume import Volume, write_volume
+from .volume import PathLike, Volume, write_volume
 
 if TYPE_CHECKING:
     from .uncertainty import UncertaintyResult
 
-__all__ = ["IMAGE_SUFFIXES", "json_path", "atomic_write", "write_label_map", "write_map", "write_summary",
-           "write_uncertainty_maps"]
+__all__ = ["IMAGE_SUFFIXES", "OutputError", "Outputs", "json_path", "atomic_write", "write_label_map", "write_map",
+           "write_summary", "write_uncertainty_maps", "remove_stale_partials", "pid_alive"]
 
-PathLike = str | os.PathLike
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+class OutputError(ValueError):
+    """An output path that would overwrite an input or an earlier result, or cannot be written."""
+
+
+_PARTIAL = re.compile(r"^\.(?:.+\.)?(\d+)\.partial(?:\..+)?$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id still runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(folder: PathLike) -> list[Path]:
+    """Remove the temporary files and folders that a crashed earlier run left in ``folder`` (their process is
+    gone); returns what was removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _PARTIAL.match(entry.name)
+        if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+class Outputs:
+    """Everything one run writes, staged under temporary names beside the targets and put in place together at
+    the end: a failure or Ctrl-C leaves nothing partial, and nothing is put in place before the whole run worked.
+
+    Args:
+        inputs: files the run reads: never an output.
+        overwrite: replace earlier results (otherwise an existing output stops the run before any work).
+
+    Use :meth:`claim` for each output before the work (it checks the path), write to the path it returns, then
+    :meth:`commit`; or use it as a context manager, which commits on success and discards otherwise.
+    """
+
+    def __init__(self, inputs: Iterable[PathLike] = (), overwrite: bool = False):
+        self.inputs = {Path(p).resolve() for p in inputs}
+        self.overwrite = overwrite
+        self.staged: dict[Path, Path] = {}  # final path → staged path
+
+    def claim(self, path: PathLike, folder: bool = False) -> Path:
+        """Check an output path and return the temporary path to write it to.
+
+        Raises:
+            OutputError: naming the path, if it is an input, exists (without ``overwrite``) or its folder cannot
+                be written.
+        """
+        final = Path(path).resolve()
+        if final in self.inputs or any(final in p.parents for p in self.inputs):
+            raise OutputError(f"output {path} is an input of this run: choose another output path, inputs are "
+                              "never overwritten")
+        if final.exists() and not self.overwrite:
+            raise OutputError(f"{path} exists (an earlier result?): choose another output path, or pass --overwrite "
+                              "to replace it")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(final.parent)
+        if not os.access(final.parent, os.W_OK):
+            raise OutputError(f"cannot write to {final.parent}: choose a folder you may write to")
+        staged = final.with_name(f".{final.name}.{os.getpid()}.partial" if folder else
+                                 f".{os.getpid()}.partial.{final.name}")
+        self.staged[final] = staged
+        return staged
+
+    def commit(self) -> None:
+        """Put every staged output in place (an earlier result is replaced only with ``overwrite``)."""
+        for final, staged in self.staged.items():
+            if not staged.exists():
+                continue  # claimed, then not produced (e.g. no brain mask when the brain was not extracted)
+            if final.is_dir() and staged.is_dir():
+                shutil.rmtree(final)
+            os.replace(staged, final)
+        self.staged.clear()
+
+    def discard(self) -> None:
+        for staged in self.staged.values():
+            shutil.rmtree(staged, ignore_errors=True) if staged.is_dir() else staged.unlink(missing_ok=True)
+        self.staged.clear()
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.commit() if kind is None else self.discard()
 
 
 def json_path(output: PathLike) -> Path:

@@ -22,7 +22,7 @@ from .volume import Volume
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device", "flip_sets", "forward", "Predictor"]
+__all__ = ["resolve_device", "flip_sets", "window_count", "forward", "forward_safely", "Predictor"]
 
 Progress = Callable[[float, str], None]
 
@@ -60,8 +60,18 @@ def _dropout_layers(network) -> list:
     return [m for m in network.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
 
 
+def window_count(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> int:
+    """Sliding windows MONAI runs over an image of spatial ``shape`` (after padding it to one window)."""
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    size = [max(n, p) for n, p in zip(shape, patch_size)]
+    scan = _get_scan_interval(size, patch_size, len(size), (overlap,) * len(size))
+    return len(dense_patch_slices(size, patch_size, scan))
+
+
 def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25, dropout: bool = False,
-            seed: int | None = None) -> torch.Tensor:
+            seed: int | None = None, progress: Callable[[float], None] | None = None) -> torch.Tensor:
     """The one forward pass: sliding-window logits of ``network`` for a batch, temperature-scaled, in Region order.
 
     Gaussian-blended MONAI sliding window over ``spec.patch_size`` windows, bfloat16 autocast on CUDA, logits
@@ -74,6 +84,7 @@ def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25
         overlap: sliding-window overlap.
         dropout: keep dropout layers active (Monte-Carlo dropout); they are switched off again afterwards.
         seed: seed of the dropout masks (the global random state is left as it was); ``None``: not seeded.
+        progress: called with the fraction of windows done after each window.
 
     Returns:
         (B, 3, I, J, K) float32 logits on ``batch``'s device.
@@ -83,6 +94,16 @@ def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25
 
     device = batch.device
     layers = _dropout_layers(network)
+    run = network
+    if progress is not None:
+        total, done = window_count(batch.shape[2:], spec.patch_size, overlap), [0]
+
+        def run(windows):
+            out = network(windows)
+            done[0] += 1
+            progress(min(done[0] / total, 1.0))
+            return out
+
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
     try:
@@ -93,7 +114,7 @@ def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25
                 torch.inference_mode(), autocast:
             if seed is not None:
                 torch.manual_seed(seed)
-            logits = sliding_window_inference(batch, spec.patch_size, len(batch), network, overlap=overlap,
+            logits = sliding_window_inference(batch, spec.patch_size, len(batch), run, overlap=overlap,
                                               mode="gaussian")
     finally:
         for layer in layers:
@@ -101,6 +122,27 @@ def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25
     temperature = torch.tensor(spec.temperature, dtype=torch.float32, device=device).view(1, -1, 1, 1, 1)
     logits = logits.float() / temperature
     return logits[:, [spec.channels.index(region.value) for region in Region]]
+
+
+def forward_safely(predictor: Predictor, network, batch: torch.Tensor, dropout: bool = False, seed: int | None = None,
+                   progress: Callable[[float], None] | None = None) -> torch.Tensor:
+    """:func:`forward` that survives CUDA running out of memory: the batch is split into single samples, then
+    the network moves to the CPU; each fallback is noted in ``predictor.fallbacks`` (and so in the summary).
+    The logits come back on ``batch``'s device."""
+    import torch
+
+    try:
+        return forward(network, batch, predictor.spec, predictor.overlap, dropout, seed, progress)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+    if len(batch) > 1:
+        predictor.note("CUDA ran out of memory: samples were then run one at a time")
+        return torch.cat([forward_safely(predictor, network, batch[i:i + 1], dropout, seed, progress)
+                          for i in range(len(batch))])
+    predictor.note("CUDA ran out of memory: inference moved to the CPU (slower, same result)")
+    network.to("cpu")
+    logits = forward(network, batch.to("cpu"), predictor.spec, predictor.overlap, dropout, seed, progress)
+    return logits.to(batch.device)
 
 
 class Predictor:
@@ -120,6 +162,11 @@ class Predictor:
         self.device = resolve_device(device)
         self.overlap = overlap
         self.networks = networks if networks is not None else load_networks(spec, self.device, members=members)
+        self.fallbacks: list[str] = []  # what had to change while running (e.g. CUDA out of memory)
+
+    def note(self, fallback: str) -> None:
+        if fallback not in self.fallbacks:
+            self.fallbacks.append(fallback)
 
     def logits_samples(self, image: np.ndarray, flips: Sequence[tuple[int, ...]] = ((),),
                        progress: Progress | None = None, dropout: bool = False):
@@ -135,13 +182,13 @@ class Predictor:
         for network in self.networks:
             for axes in flips:
                 dims = [a + 2 for a in axes]
-                logits = forward(network, torch.flip(tensor, dims) if dims else tensor, self.spec, self.overlap,
-                                 dropout)
+                windows = None if progress is None else (
+                    lambda fraction, done=done: progress((done + fraction) / passes, f"inference pass {done + 1}/{passes}"))
+                logits = forward_safely(self, network, torch.flip(tensor, dims) if dims else tensor, dropout,
+                                        progress=windows)
                 if dims:
                     logits = torch.flip(logits, dims)
                 done += 1
-                if progress:
-                    progress(done / passes, f"inference pass {done}/{passes}")
                 yield logits[0]
 
     def __call__(self, image: Volume, flips: Sequence[tuple[int, ...]] = ((),),

@@ -1,19 +1,22 @@
 """The model registry: what each model is, where its weights live, and loading them safely.
 
 The registry is data (``Resources/Models/models.json``); this module gives it types, builds the network
-an entry describes, and fetches weights — from the repository or a URL — verifying every file's SHA-256
-before it is loaded. Downloads go to a cache through a ``.partial`` file renamed into place only once
-the checksum matches, so an interrupted or corrupted download never looks like a good one.
+an entry describes, and fetches weights — from the repository or an https URL — verifying every file's SHA-256
+before it is loaded. Downloads go to a cache through a temporary file of the downloading process, under a lock,
+renamed into place only once the checksum matches, so an interrupted, corrupted or concurrent download never
+looks like a good one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import numbers
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +79,8 @@ class ModelSpec:
         temperature: logit temperature per output channel, in ``channels`` order: inference uses
             ``sigmoid(logit / T)``. The registry gives a list (one per channel) or one number for every
             channel; absent or empty means 1 (no scaling). Each must be a finite positive number.
+        volume_intervals: the calibration of volume intervals
+            (:class:`~TumorSegLib.uncertainty.intervals.IntervalCalibration`), fitted on held-out predictions.
     """
 
     id: str
@@ -95,6 +100,7 @@ class ModelSpec:
     postprocessing: dict[str, Any] = field(default_factory=dict)
     temperature: tuple[float, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
+    volume_intervals: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Checked here, not only in from_dict, so dataclasses.replace(spec, temperature=...) is checked too.
@@ -194,40 +200,79 @@ def default_cache_dir() -> Path:
 ProgressCallback = Callable[[int, int], None]
 
 
+def _check_url(url: str) -> None:
+    """Only https (or a local file, or a server on this machine, as tests use): weights that run in a clinic
+    never travel over plain http."""
+    parsed = urllib.parse.urlparse(url)
+    local = parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if parsed.scheme not in ("https", "file") and not local:
+        raise WeightsError(f"refusing to download {url}: only https:// addresses (or file:// and this machine's "
+                           "own server) are allowed; fix the model registry")
+
+
 def download(url: str, destination: Path, sha256: str, size: int | None = None,
              progress: ProgressCallback | None = None, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``destination`` through ``destination.partial``, verifying its SHA-256.
+    """Download ``url`` to ``destination``, verifying its SHA-256.
 
-    The partial file is removed on any failure; ``destination`` appears only complete and verified.
+    Bytes go to a temporary file of this process only, under a lock that one download of a file holds at a time
+    (a second process waits, then finds the file there); the file is renamed into place only once verified,
+    and the temporary file is removed on any failure.
 
     Raises:
-        WeightsError: on network errors or a checksum or size mismatch.
+        WeightsError: on a refused address, network errors or a checksum or size mismatch.
     """
+    _check_url(url)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
+    with _lock(destination.with_name(destination.name + ".lock")):
+        if destination.exists() and sha256_of(destination) == sha256:
+            return destination  # another process got it while this one waited
+        partial = destination.with_name(f".{os.getpid()}.partial.{destination.name}")
+        try:
+            received, digest = _fetch(url, partial, size, progress, timeout)
+            if size is not None and received != size:
+                raise WeightsError(f"download of {url} gave {received} bytes, expected {size}; try again")
+            if digest != sha256:
+                raise WeightsError(f"download of {url} has SHA-256 {digest}, expected {sha256}: the file is damaged "
+                                   "or not the registered one; it was discarded")
+            os.replace(partial, destination)
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            raise WeightsError(f"cannot download {url}: {error}. Check the network connection, "
+                               f"or place the file at {destination} by hand") from error
+        finally:
+            partial.unlink(missing_ok=True)
+    return destination
+
+
+def _fetch(url: str, target: Path, size: int | None, progress: ProgressCallback | None,
+           timeout: float) -> tuple[int, str]:
     digest = hashlib.sha256()
     received = 0
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
+        total = int(response.headers.get("Content-Length") or size or 0)
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            if progress:
+                progress(received, total)
+    return received, digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive lock on ``path`` (POSIX advisory lock; on other systems a no-op)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or size or 0)
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress:
-                    progress(received, total)
-        if size is not None and received != size:
-            raise WeightsError(f"download of {url} gave {received} bytes, expected {size}; try again")
-        if digest.hexdigest() != sha256:
-            raise WeightsError(f"download of {url} has SHA-256 {digest.hexdigest()}, expected {sha256}: "
-                               "the file is damaged or not the registered one; it was discarded")
-        os.replace(partial, destination)
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        raise WeightsError(f"cannot download {url}: {error}. Check the network connection, "
-                           f"or place the file at {destination} by hand") from error
-    finally:
-        partial.unlink(missing_ok=True)
-    return destination
+        import fcntl
+    except ImportError:  # Windows: per-process temporary names still keep downloads apart
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # a waiter holds the old file and goes on; the result is verified anyway
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _verified(path: Path, weight: WeightFile) -> Path:

@@ -157,6 +157,9 @@ class SegmentOptions:
     uncertainty_map_kind: UncertaintyMap = _option(UncertaintyMap.ENTROPY, "--uncertainty-map-kind",
                                                    "which map --uncertainty-map writes when sampling",
                                                    kind=UncertaintyMap, parameter="uncertaintyMap")
+    force: bool = _option(False, "--force", "go on despite the input errors that may be overridden (unusual, not "
+                          "unusable input: e.g. sequences that do not register); they are recorded as forced",
+                          kind=bool)
     clinical: ClinicalOptions = field(default_factory=ClinicalOptions)
     uncertainty: UncertaintyOptions | None = None
 
@@ -186,7 +189,8 @@ class SegmentOptions:
         def values(kind: type) -> dict[str, Any]:
             return {item.name: getattr(args, _dest(item)) for item in fields(kind) if "flag" in item.metadata}
 
-        uncertainty = UncertaintyOptions(**values(UncertaintyOptions)) if getattr(args, "uncertainty", None) else None
+        sampling = UncertaintyOptions(**values(UncertaintyOptions))  # checked even when not used: a typo is a typo
+        uncertainty = sampling if getattr(args, "uncertainty", None) else None
         return cls(**values(cls), clinical=ClinicalOptions(**values(ClinicalOptions)), uncertainty=uncertainty)
 
     @classmethod

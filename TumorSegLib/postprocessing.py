@@ -7,11 +7,12 @@ false ET on a non-enhancing glioma matters more to a clinician â€” and to Dice â
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from .enhancement import EnhancementRules
 from .labels import Label, labels_from_region_masks
 from .volume import Volume
 
@@ -26,14 +27,21 @@ class PostProcessing:
         threshold: probability above which a voxel belongs to a region.
         min_component_ml: whole-tumour components smaller than this are removed.
         min_enhancing_ml: if all enhancing tumour together is smaller, it becomes necrosis/non-enhancing core.
+        enhancement: the rules keeping enhancing tumour only where T1c shows uptake, with and without a T1
+            (:class:`~TumorSegLib.enhancement.EnhancementRules`: ``with_t1``/``without_t1`` rule fields; empty: off).
     """
 
     threshold: float = 0.5
     min_component_ml: float = 0.1
     min_enhancing_ml: float = 0.0
+    enhancement: dict = field(default_factory=dict)
+
+    @property
+    def enhancement_rules(self) -> EnhancementRules:
+        return EnhancementRules.from_dict(self.enhancement)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "PostProcessing":
+    def from_dict(cls, values: dict) -> PostProcessing:
         return cls(**values)
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import channel, crop, crop_box, reorient, resample_to_grid, resample_to_spacing, uncrop
+from .intensity import foreground_mask
 from .volume import Volume, same_grid
 
 __all__ = [
     "MODEL_ORIENTATION",
     "PreparedInput",
     "check_same_grid",
-    "nonzero_brain_mask",
     "zscore_in_mask",
     "prepare_input",
     "to_reference_grid",
@@ -43,11 +43,6 @@ def check_same_grid(volumes: Sequence[Volume], names: Sequence[str]) -> None:
                 f"spacing {volume.spacing} vs {volumes[0].spacing}, origin {volume.origin} vs {volumes[0].origin}); "
                 "co-register and resample the sequences to one grid first"
             )
-
-
-def nonzero_brain_mask(channels: np.ndarray) -> np.ndarray:
-    """Brain mask of skull-stripped input: voxels non-zero in any sequence. ``channels`` is (C, I, J, K)."""
-    return np.any(channels != 0, axis=0)
 
 
 def zscore_in_mask(channels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -90,13 +85,14 @@ def prepare_input(volumes: Sequence[Volume], spacing: Sequence[float], margin: i
         spacing: the model's voxel spacing in mm.
         margin: voxels of background kept around the brain.
         min_size: smallest crop, e.g. the model's patch size.
-        brain_mask: brain mask on the reference grid; default: voxels non-zero in any sequence.
+        brain_mask: brain mask on the reference grid; default: voxels that are not the constant background of
+            the skull-stripped sequences (:func:`~TumorSegLib.intensity.foreground_mask`).
     """
     reference = volumes[0]
     stacked = reference.with_array(np.stack([v.array.astype(np.float32) for v in volumes]))
     model_grid_image = resample_to_spacing(reorient(stacked, MODEL_ORIENTATION), spacing, order=1)
     if brain_mask is None:
-        mask = nonzero_brain_mask(model_grid_image.array)
+        mask = foreground_mask(model_grid_image.array)
     else:
         mask_volume = resample_to_grid(brain_mask.with_array(brain_mask.array.astype(np.float32)),
                                        channel(model_grid_image, 0), order=1)

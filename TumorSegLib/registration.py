@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 Initialization = Literal["moments", "geometry", "none"]
+REGISTRATION_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ def _run_stage(fixed: "sitk.Image", moving: "sitk.Image", initial: "sitk.Transfo
     import SimpleITK as sitk
 
     method = sitk.ImageRegistrationMethod()
+    # A fixed thread count: the metric's sums then add up in one order on every machine, so a brain mask or a
+    # co-registration never depends on how many cores there are.
+    method.SetNumberOfThreads(REGISTRATION_THREADS)
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=histogram_bins)
     # Random sampling with a fixed seed: fast and repeatable (on one thread count). About the same number of
     # samples at every level, so the fine levels cost no more per iteration than the coarse ones.

@@ -30,6 +30,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ("t2", re.compile(r"t2(?![\W_]*f(?![a-z]))|\bt2w\b|\btse\b", re.I)),
     ("t1", re.compile(r"t1|mprage|spgr|\bt1n\b|bravo|tfl", re.I)),
 )
+# Names that say "before contrast": such a T1 is never the T1c, whatever else the name says ("AX T1 PRE GAD").
+_PRE_CONTRAST = re.compile(r"(?<![a-z])pre(?![a-z])|pre[\W_]*(gad|gd|contrast|con|c)(?![a-z])|w/o|without|"
+                           r"non[\W_]*(contrast|enhanced|gad|gd)|no[\W_]*(contrast|gad|gd)(?![a-z])|(?<![a-z])native|"
+                           r"(?<![a-z])nc(?![a-z])|plain", re.I)
 # A trailing BraTS suffix (longest first, so "t1ce" is not read as "t1" + "ce").
 _SUFFIX = re.compile(r"[\W_]*(" + "|".join(sorted({s for v in FILE_SUFFIXES.values() for s in v}, key=len,
                                                    reverse=True)) + r")$", re.I)
@@ -38,12 +42,16 @@ _SUFFIX = re.compile(r"[\W_]*(" + "|".join(sorted({s for v in FILE_SUFFIXES.valu
 def guess_sequence(name: str) -> str | None:
     """Which sequence a volume name or DICOM series description suggests, or ``None``.
 
+    A T1 named as before contrast ("PRE", "W/O", "without", "non-contrast", "native") is T1, never T1c.
+
     >>> guess_sequence("AX T1 POST GD"), guess_sequence("t2_tse_tra"), guess_sequence("3D FLAIR")
     ('t1c', 't2', 'flair')
+    >>> guess_sequence("AX T1 PRE GAD"), guess_sequence("T1 W/O contrast"), guess_sequence("t1_non-contrast")
+    ('t1', 't1', 't1')
     """
     for key, pattern in _PATTERNS:
         if pattern.search(name):
-            return key
+            return "t1" if key == "t1c" and _PRE_CONTRAST.search(name) else key
     return None
 
 

@@ -9,18 +9,19 @@ arrays, so geometry is never dropped.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 if TYPE_CHECKING:  # SimpleITK is only needed when files are read or written.
     import SimpleITK as sitk
 
-__all__ = ["Volume", "read_volume", "write_volume", "same_grid"]
+__all__ = ["PathLike", "ImageReadError", "Volume", "read_volume", "write_volume", "same_grid"]
 
-PathLike = str | os.PathLike
+PathLike = Union[str, os.PathLike]  # not `|`: Slicer 5.8's Python 3.9 loads this module
 
 
 @dataclass(frozen=True)
@@ -108,37 +109,78 @@ def same_grid(a: Volume, b: Volume, tolerance_mm: float = 1e-3) -> bool:
     )
 
 
-def _read_dicom_series(directory: Path) -> "sitk.Image":
+class ImageReadError(ValueError):
+    """A file that cannot be read completely as a 3D image; the message names it and says what to do."""
+
+
+def _read_dicom_series(directory: Path) -> sitk.Image:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(directory))
     if not series:
-        raise ValueError(f"{directory} holds no DICOM series")
+        raise ImageReadError(f"{directory} holds no DICOM series: give a folder with the files of one series")
     if len(series) > 1:
-        raise ValueError(
-            f"{directory} holds {len(series)} DICOM series ({', '.join(series)}); give a folder with one series"
-        )
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(directory), series[0]))
+        raise ImageReadError(f"{directory} holds {len(series)} DICOM series ({', '.join(series)}); give a folder "
+                             "with one series, or the study folder to 'tumorseg segment --study'")
+    files = reader.GetGDCMSeriesFileNames(str(directory), series[0])
+    _check_slice_spacing(directory, files)
+    reader.SetFileNames(files)
     return reader.Execute()
 
 
-def _nifti_non_finite_count(path: Path) -> int:
-    """NaN/inf voxels of a floating-point NIfTI file (ITK's reader silently turns them into 0)."""
+def _check_slice_spacing(directory: Path, files: tuple[str, ...]) -> None:
+    """Refuse a series with missing slices (ITK would stack the rest as if evenly spaced)."""
+    import SimpleITK as sitk
+
+    positions = []
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        if reader.HasMetaDataKey("0020|0032"):
+            positions.append([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+    if len(positions) < 3 or len(positions) != len(files):
+        return
+    gaps = np.linalg.norm(np.diff(np.array(positions), axis=0), axis=1)
+    if gaps.min() <= 0 or gaps.max() > 1.5 * np.median(gaps):
+        raise ImageReadError(f"{directory}: slices are missing or repeated (slice gaps from {gaps.min():.2f} to "
+                             f"{gaps.max():.2f} mm); export the complete series again")
+
+
+def _check_nifti(path: Path) -> None:
+    """Read a NIfTI file's voxels completely (ITK fills a truncated file with zeros without a word) and refuse
+    NaN or infinite values (ITK turns them into 0)."""
     import nibabel as nib
 
-    image = nib.load(str(path))
-    if not np.issubdtype(image.get_data_dtype(), np.floating):
-        return 0
-    return int((~np.isfinite(np.asanyarray(image.dataobj))).sum())
+    try:
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+    except nib.filebasedimages.ImageFileError as error:
+        raise ImageReadError(f"{path} is not a NIfTI image, or its header is damaged: export it again") from error
+    except (EOFError, OSError, ValueError, zlib.error) as error:
+        raise ImageReadError(f"{path} is truncated or damaged ({_first_line(error)}): copy or export it again"
+                             ) from error
+    if np.issubdtype(data.dtype, np.floating) and (bad := int((~np.isfinite(data)).sum())):
+        raise ImageReadError(f"{path} contains {bad} NaN or infinite voxel values; re-export the image from the "
+                             "scanner or fix the conversion that produced it")
+
+
+def _first_line(error: BaseException) -> str:
+    """The telling line of a reader's message: nibabel's first line; ITK's line naming the fault (its messages
+    end with source locations or an unrelated "Reason")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line for word in ("[nrrd]", "expected", "Unable", "not"))
+               and not line.startswith("Reason")]
+    return (telling or lines or [type(error).__name__])[0].replace("sitk::ERROR: ", "")[:200]
 
 
 def read_volume(path: PathLike) -> Volume:
-    """Read a 3D image: NIfTI, NRRD, MHA/MHD, or a folder holding one DICOM series.
+    """Read a 3D image completely: NIfTI, NRRD, MHA/MHD, or a folder holding one DICOM series.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a readable 3D scalar image.
+        ImageReadError: (a ``ValueError``) naming the file, if it is truncated, damaged, holds NaN, has missing
+            slices, or is not a 3D scalar image.
     """
     import SimpleITK as sitk
 
@@ -146,19 +188,20 @@ def read_volume(path: PathLike) -> Volume:
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
+        if path.name.endswith((".nii", ".nii.gz")):
+            _check_nifti(path)
         image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise ValueError(f"cannot read {path} as an image (NIfTI, NRRD, MHA or DICOM series): {error}") from error
-    if path.name.endswith((".nii", ".nii.gz")) and (bad := _nifti_non_finite_count(path)):
-        raise ValueError(f"{path} contains {bad} NaN or infinite voxel values; re-export the image from the scanner "
-                         "or fix the conversion that produced it")
+    except (RuntimeError, OSError, EOFError, zlib.error) as error:
+        raise ImageReadError(f"cannot read {path} as an image (NIfTI, NRRD, MHA or a DICOM series folder): it is "
+                             f"damaged, truncated or of another kind ({_first_line(error)}); copy or export it again"
+                             ) from error
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # some NIfTI writers add a unit 4th axis
         image = image[:, :, :, 0]
     if image.GetDimension() != 3:
-        raise ValueError(f"{path} is a {image.GetDimension()}D image; TumorSeg needs a 3D volume")
+        raise ImageReadError(f"{path} is a {image.GetDimension()}D image; TumorSeg needs a 3D volume")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-                         "give a single-channel (grey-scale) MRI")
+        raise ImageReadError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                             "give a single-channel (grey-scale) MRI")
     return Volume.from_sitk(image)
 
 

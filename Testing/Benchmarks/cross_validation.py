@@ -32,10 +32,15 @@ SUBSETS = {"all four": ("t1", "t1c", "t2", "flair"), "T1c+FLAIR": ("t1c", "flair
 
 
 def summarise(rows: list[dict], key: str = "fold") -> dict:
-    """Mean Dice/HD95 per region, per group and overall."""
+    """Mean Dice/HD95 (official pooled HD95) per region, per group and overall; a region a case does not report
+    (ET without T1c) is left out of its mean, and a group where no case reports it says so (None)."""
     def mean(group):
-        return {region: {metric: round(float(np.mean([r["metrics"][region][metric] for r in group])), 4)
-                         for metric in ("dice", "hd95")} for region in ("WT", "TC", "ET")}
+        out = {}
+        for region in ("WT", "TC", "ET"):
+            reported = [r for r in group if region not in r.get("not_assessed", [])]
+            out[region] = {metric: round(float(np.mean([r["metrics"][region][metric] for r in reported])), 4)
+                           if reported else None for metric in ("dice", "hd95")}
+        return out
     groups = sorted({r[key] for r in rows})
     return {**{str(g): mean([r for r in rows if r[key] == g]) for g in groups}, "mean": mean(rows)}
 
@@ -77,7 +82,8 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
                 rows.append({"case": case, "fold": k, "subset": subset_name, "seconds": round(seconds, 1),
-                             "metrics": metrics})
+                             "metrics": metrics, "not_assessed": list(result.not_assessed),
+                             "et_relabelled_ml": round(result.enhancement.relabelled_ml, 2)})
                 with open(partial, "a") as f:
                     f.write(json.dumps(rows[-1]) + "\n")
                 print(f"fold {k} {case} [{subset_name}] {seconds:.1f}s "

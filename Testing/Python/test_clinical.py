@@ -188,3 +188,26 @@ def test_uncertainty_rises_when_sequences_are_missing(synthetic_case_files):
     tumour = (complete.labels.array > 0) | (t1c_only.labels.array > 0)
     epistemic = [float(r.uncertainty.mutual_information.array[tumour].mean()) for r in (complete, t1c_only)]
     assert epistemic[1] > 2 * epistemic[0], epistemic
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_brain_extraction_and_segmentation_do_not_depend_on_the_thread_count(synthetic_case, threads):
+    # The same input must give the same brain mask and labels on any machine (it once gave 468-494 mL).
+    import torch
+
+    brain = synthetic_case.images["t1"].array > 0
+    head = add_synthetic_head(synthetic_case.images["t1"], brain, "t1")
+    torch_threads, itk_threads = torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        results = []
+        for count in (2, threads):
+            torch.set_num_threads(count)
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+            mask = extract_brain(head).mask.array
+            labels = segment({"t1c": synthetic_case.images["t1c"], "flair": synthetic_case.images["flair"]},
+                             "brats18-segresnet8", "cpu").labels.array
+            results.append((mask, labels))
+    finally:
+        torch.set_num_threads(torch_threads)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
+    assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +84,40 @@ def test_the_embedded_models_run_at_temperature_one():
     assert predictor.spec.temperature == (1.0, 1.0, 1.0)
     image = np.random.default_rng(3).normal(size=(4, 6, 6, 6)).astype(np.float32)
     assert np.allclose(predictor(Volume(image)).array[2], 1 / (1 + np.exp(-image[0])), atol=1e-6)
+
+
+def test_progress_moves_with_every_sliding_window_not_once_per_pass():
+    from TumorSegLib.inference import window_count
+
+    spec = replace(get_model("brats18-segresnet8"), patch_size=(16, 16, 16))
+    predictor = Predictor(spec, "cpu", networks=[ConstantLogit(), ConstantLogit()])
+    image = Volume(np.zeros((4, 40, 36, 32), np.float32))
+    reported = []
+    predictor(image, progress=lambda fraction, message: reported.append((fraction, message)))
+    windows = window_count((40, 36, 32), (16, 16, 16), 0.25)
+    assert windows > 10 and len(reported) == 2 * windows
+    fractions = [f for f, _ in reported]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] < 0.1
+    assert reported[0][1] == "inference pass 1/2" and reported[-1][1] == "inference pass 2/2"
+
+
+def test_cuda_running_out_of_memory_falls_back_and_says_so(monkeypatch):
+    import torch
+
+    from TumorSegLib import inference
+
+    spec = replace(get_model("brats18-segresnet8"), patch_size=(16, 16, 16))
+    predictor = Predictor(spec, "cpu", networks=[ConstantLogit()])
+    image = Volume(np.full((4, 16, 16, 16), 3.0, np.float32))
+    expected = predictor(image).array
+    real, calls = inference.forward, []
+
+    def failing_once(*args, **kwargs):  # as CUDA does when a batch does not fit
+        calls.append(len(args[1]))
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "forward", failing_once)
+    assert np.allclose(predictor(image).array, expected)
+    assert predictor.fallbacks == ["CUDA ran out of memory: inference moved to the CPU (slower, same result)"]

@@ -387,3 +387,21 @@ def test_real_case_followups_report_volume_change_within_1_percent_and_motion_wi
         error = transform_error(sitk.ReadTransform(result["transforms"][name]), truths[name], points)
         assert error.max_displacement_mm < 1.0 and error.rotation_deg < 1.0
     assert rows["grown"]["ET_change_vs_baseline_pct"] > 0 > rows["shrunk"]["ET_change_vs_baseline_pct"]
+
+
+def test_visits_on_one_date_must_say_which_came_first_not_the_file_order():
+    # Two visits dated alike: which is the follow-up decides PD or PR, so the file's order must not decide it.
+    first, second = Timepoint("morning", dt.date(2024, 3, 1)), Timepoint("evening", dt.date(2024, 3, 1))
+    timeline = Timeline("P", [Timepoint("base", dt.date(2024, 1, 1)), second, first])
+    with pytest.raises(TimelineError, match="'evening', 'morning' are all on 2024-03-01.*\"order\""):
+        timeline.validate()
+    first.order, second.order = 1, 1
+    with pytest.raises(TimelineError, match="distinct"):
+        timeline.validate()
+    second.order = 2
+    timeline.validate()
+    assert [tp.id for tp in timeline.ordered()] == ["base", "morning", "evening"]
+    again = Timeline.from_dict(timeline.to_dict())
+    assert [tp.id for tp in again.ordered()] == ["base", "morning", "evening"]
+    with pytest.raises(TimelineError, match="'order' must be 1, 2"):
+        Timeline.from_dict({**timeline.to_dict(), "timepoints": [{**timeline.to_dict()["timepoints"][0], "order": 0}]})

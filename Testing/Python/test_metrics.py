@@ -64,3 +64,33 @@ def test_evaluate_labels_reports_every_region_and_checks_shapes():
     assert result["WT"]["volume_true_ml"] == pytest.approx(15**3 / 1000)
     with pytest.raises(ValueError, match="same grid"):
         evaluate_labels(truth, truth[:-1], (1, 1, 1))
+
+
+def test_hd95_pools_both_directions_as_the_official_brats_evaluation_and_hd95_max_is_monais():
+    # A small sphere inside a large one: from the small surface every point is far from the large one, but the
+    # large surface is mostly far too - pooled, the long distances of the small surface are few.
+    from scipy.spatial import cKDTree
+
+    from TumorSegLib.metrics import hd95_max, surface_distances
+
+    grid = np.indices((48, 48, 48)).astype(float)
+    small = sum((g - 24) ** 2 for g in grid) < 4**2
+    large = sum((g - 24) ** 2 for g in grid) < 15**2
+    spacing = (1.0, 1.0, 2.0)
+
+    def surface(mask):
+        structure = np.zeros((3, 3, 3), bool)
+        structure[1, 1, :] = structure[1, :, 1] = structure[:, 1, 1] = True
+        from scipy import ndimage
+        return np.argwhere(mask ^ ndimage.binary_erosion(mask, structure)) * spacing
+
+    a, b = surface(small), surface(large)
+    brute = np.concatenate([cKDTree(b).query(a)[0], cKDTree(a).query(b)[0]])
+    assert hd95(small, large, spacing) == pytest.approx(np.percentile(brute, 95), abs=1e-6)
+    assert np.allclose(np.sort(surface_distances(small, large, spacing)), np.sort(cKDTree(b).query(a)[0]))
+    assert hd95_max(small, large, spacing) >= hd95(small, large, spacing) - 1e-4  # MONAI works in float32
+    speck = large.copy()
+    speck[1:7, 1:7, 1:7] = True  # a far false-positive speck: its distances weigh more in one direction alone
+    assert hd95_max(speck, large, spacing) > hd95(speck, large, spacing) + 1
+    assert evaluate_labels(small.astype(np.uint8) * 2, large.astype(np.uint8) * 2, spacing)["WT"]["hd95_max"] == \
+        pytest.approx(hd95_max(small, large, spacing))

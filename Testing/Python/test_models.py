@@ -117,6 +117,27 @@ def test_a_download_with_the_wrong_checksum_leaves_nothing_behind(http_server, t
     assert not target.exists() and not list(target.parent.iterdir())
 
 
+def test_two_downloads_of_one_file_at_once_do_not_mix_and_leave_one_verified_file(http_server, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, url = http_server
+    payload = b"weights" * 200000
+    (root / "w.pt").write_bytes(payload)
+    target = tmp_path / "cache" / "w.pt"
+    digest = hashlib.sha256(payload).hexdigest()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: download(f"{url}/w.pt", target, digest, len(payload)), range(2)))
+    assert results == [target, target] and target.read_bytes() == payload
+    assert [p.name for p in target.parent.iterdir()] == ["w.pt"]  # no partial or lock file left
+
+
+@pytest.mark.parametrize("address", ["http://example.org/w.pt", "ftp://example.org/w.pt"])
+def test_weights_are_only_fetched_over_https(tmp_path, address):
+    with pytest.raises(WeightsError, match="only https"):
+        download(address, tmp_path / "w.pt", "0" * 64)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_failed_download_says_what_to_do(http_server, tmp_path):
     _, url = http_server
     target = tmp_path / "cache" / "w.pt"

@@ -148,10 +148,36 @@ def test_uncertainty_sampling_fills_intervals_scores_and_review_flags(slicer_app
     result = run_segmentation(slicer_app.scene, synthetic_nodes, options)
     table = result.table
     columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-    assert {"AI volume 5-95% (mL)", "Uncertainty score", "Review first"} <= set(columns)
+    assert {"AI volume interval (mL)", "Uncertainty score", "Review first"} <= set(columns)
     wt = {columns[c]: table.GetCellText(4, c) for c in range(len(columns))}
-    low, high = (float(x) for x in wt["AI volume 5-95% (mL)"].split(" - "))
+    low, high = (float(x) for x in wt["AI volume interval (mL)"].split(" - "))
     assert low <= high and 0 <= float(wt["Uncertainty score"]) <= 1
     assert set(result.summary["uncertainty"]["flagged"]) == {
         table.GetCellText(r, 0) for r in range(5) if table.GetCellText(r, columns.index("Review first")) == "REVIEW"}
     assert result.summary["uncertainty"]["samples"] == 2
+
+
+def test_patient_images_left_by_a_slicer_that_died_are_removed_at_the_next_run(slicer_app, synthetic_nodes, tmp_path,
+                                                                               monkeypatch):
+    import os
+    import stat
+    import tempfile
+
+    from TumorSegLib.scene.run import OWNER_FILE, WORK_PREFIX
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"{WORK_PREFIX}crashed"
+    dead.mkdir()
+    (dead / OWNER_FILE).write_text("999999")  # no such process
+    (dead / "t1c.nrrd").write_bytes(b"patient data")
+    alive = tmp_path / f"{WORK_PREFIX}running"
+    alive.mkdir()
+    (alive / OWNER_FILE).write_text(str(os.getpid()))
+    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_OPTIONS)
+    run.start()
+    try:
+        assert not dead.exists() and alive.exists()
+        assert stat.S_IMODE(run.work_dir.stat().st_mode) == 0o700  # other users cannot read the images
+    finally:
+        run.cancel()
+    assert run.work_dir is None

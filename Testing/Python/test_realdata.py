@@ -61,3 +61,43 @@ def test_expert_label_files_use_the_brats_2018_codes(cases):
     label = read_volume(cases["Brats18_CBICA_ASA_1"]["label"]).array
     assert set(np.unique(label)) == {0, 1, 2, 4}
     assert set(np.unique(to_internal_labels(label))) == {0, 1, 2, 3}
+
+
+def test_a_lower_grade_glioma_is_not_given_enhancing_tumour_it_does_not_show(cases, held_out_cases):
+    # Brats18_TCIA10_637_1: a lower-grade glioma with 1.6 mL of enhancing tumour in 231 mL; without the
+    # enhancement check its held-out fold network drew a 43 mL "enhancing" component (3 % of it true).
+    case = "Brats18_TCIA10_637_1"
+    files = cases[case]
+    predictor = Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1])
+    result = segment({key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}, predictor=predictor)
+    volumes = result.volumes_ml()
+    assert volumes["ET"] <= 5.0 and volumes["TC"] > 50, volumes  # the core stays: only its enhancement goes
+    assert result.enhancement.assessed and result.enhancement.relabelled_ml > 10
+
+
+def test_enhancement_taken_away_is_not_reported_as_enhancing_tumour(cases, held_out_cases):
+    from TumorSegLib.enhancement import remove_enhancement
+
+    case = "Brats18_CBICA_AQT_1"
+    files = cases[case]
+    images = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    truth = to_internal_labels(read_volume(files["label"]).array)
+    brain = images["t1"].array != 0
+    t1c, _ = remove_enhancement(images["t1c"].array, images["t1"].array, truth, brain)
+    images["t1c"] = images["t1c"].with_array(np.where(brain, t1c, 0).astype(np.float32))
+    result = segment(images, predictor=Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1]))
+    assert result.volumes_ml()["ET"] <= 1.0 and result.volumes_ml()["WT"] > 100
+
+
+def test_flair_alone_reports_no_enhancing_tumour_and_says_why(cases, tmp_path, capsys):
+    files = cases["Brats18_CBICA_ABM_1"]
+    output = tmp_path / "flair_only.nii.gz"
+    assert main(["segment", "--flair", str(files["flair"]), "-o", str(output), "--model", "brats18-segresnet8"]) == 0
+    labels = read_volume(output).array
+    assert 4 not in np.unique(labels) and (labels > 0).sum() > 1000  # no ET code; the tumour is there
+    summary = json.loads(output.with_name("flair_only.json").read_text())
+    assert summary["volumes_ml"]["ET"] is None and summary["volumes_ml"]["NCR"] is None
+    assert summary["volumes_ml"]["TC"] > 0 and summary["not_assessed"] == ["NCR", "ET"]
+    assert summary["enhancement"]["assessed"] is False and "no T1c" in summary["enhancement"]["reason"]
+    assert any(f["code"] == "enhancement_not_assessed" for f in summary["qa"])
+    assert "no T1c" in capsys.readouterr().out  # said on the terminal, not only in the file

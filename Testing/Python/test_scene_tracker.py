@@ -75,11 +75,11 @@ def test_volume_intervals_of_the_ai_result_are_shown_until_a_visit_is_edited(sli
     segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, "t0", show_3d=False)
     segmentation.SetAttribute(mrml.VOLUME_INTERVALS_ATTRIBUTE, json.dumps({"ET": [3.9, 4.6], "WT": [10.0, 12.5]}))
     tracker.add_timepoint("t0", "2024-01-01", segmentation, reference)
-    assert column(tracker.table, "ET 5-95% (mL)") == ["3.90-4.60"]
+    assert column(tracker.table, "ET interval (mL)") == ["3.90-4.60"]
     et = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, "ET", reference)
     et[:30] = 0
     slicer.util.updateSegmentBinaryLabelmapFromArray(et, segmentation, "ET", reference)
-    assert column(tracker.table, "ET 5-95% (mL)") == [""]  # the interval described the AI result, not the edit
+    assert column(tracker.table, "ET interval (mL)") == [""]  # the interval described the AI result, not the edit
     tracker.stop()
 
 

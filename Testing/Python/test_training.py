@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,12 +70,12 @@ def test_training_runs_checkpoints_and_resumes(brats_folder, tmp_path):
     assert weights.exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["summary"]["steps"] == 2 and "CaseB" in history["summary"]["validation"]
-    assert any("[train] step 2" in line for line in lines)
+    assert any("step 2 loss" in line for line in lines)
     # Resuming with a longer schedule continues from step 2 rather than starting again.
     config.max_steps = 3
     lines.clear()
     train(cache, tmp_path / "run", config, ["CaseA"], log=lines.append)
-    assert "resumed from step 2" in lines
+    assert any("resumed from step 2" in line for line in lines)
     assert json.loads((tmp_path / "run" / "history.json").read_text())["summary"]["steps"] == 3
 
 
@@ -140,3 +142,126 @@ def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_br
     (out / "folds.json").unlink()
     assert main([*base, "--fold", "3"]) == 2
     assert "--fold 3: the split has folds 0..2" in capsys.readouterr().err
+
+
+def test_every_fold_trains_together_in_one_process_and_a_later_session_starts_from_its_weights(
+        tiny_brats_folder, tmp_path, capsys):
+    # The GPU recipe: all runs at once (cases on the device once), then, on another lent GPU, more steps starting
+    # from the weights that came back, the step count adding up.
+    from TumorSegLib.cli import main
+
+    first = tmp_path / "session1"
+    args = ["train", str(tiny_brats_folder), "--folds", "3", "--fold", "every", "--max-steps", "2",
+            "--patch-size", "32", "32", "32", "--batch-size", "1", "--device", "cpu", "--remove-enhancement", "0.5",
+            "--region-weights", "1", "1", "2"]
+    assert main([*args, "-o", str(first)]) == 0
+    runs = sorted(p.name for p in first.iterdir() if p.is_dir() and p.name.startswith("fold"))
+    assert runs == ["fold0", "fold1", "fold2", "foldall"]
+    config = json.loads((first / "fold0" / "config.json").read_text())
+    assert config["remove_enhancement"] == 0.5 and config["region_weights"] == [1.0, 1.0, 2.0]
+    assert all(json.loads((first / run / "history.json").read_text())["summary"]["runs_together"] == 4 for run in runs)
+    capsys.readouterr()
+    second = tmp_path / "session2"
+    brought_back = tmp_path / "brought_back"
+    for run in runs:  # what a lent GPU sends back: weights and history, not the optimiser state
+        (brought_back / run).mkdir(parents=True)
+        for name in ("model.pt", "history.json"):
+            shutil.copy(first / run / name, brought_back / run / name)
+    assert main([*args, "-o", str(second), "--resume-from", str(brought_back)]) == 0
+    assert "started foldall from" in capsys.readouterr().out
+    summary = json.loads((second / "foldall" / "history.json").read_text())["summary"]
+    assert summary["steps"] == 4 and summary["steps_this_run"] == 2
+
+
+def test_enhancement_taken_away_in_training_patches_turns_et_into_ncr(brats_folder, tmp_path):
+    import torch
+
+    from TumorSegLib.training import PatchSampler, device_cases
+
+    cache = tmp_path / "cache"
+    files = find_cases(brats_folder)["CaseA"]
+    cache_case(files, ("t1", "t1c", "t2", "flair"), (1.0, 1.0, 1.0), cache / "CaseA.npz")
+    config = TrainConfig(patch_size=(32, 32, 32), batch_size=8, device="cpu", remove_enhancement=1.0,
+                         tumour_fraction=1.0, sequence_dropout=0.0)
+    cases = device_cases([load_cached_case(cache / "CaseA.npz")], config, "cpu")
+    assert "plain" in cases[0] and not (cases[0]["plain"]["label"] == 3).any()
+    t1c = config.sequences.index("t1c")
+    enhancing = cases[0]["label"][0] == 3
+    assert cases[0]["plain"]["image"][t1c][enhancing].float().mean() < cases[0]["image"][t1c][enhancing].float().mean() - 0.5
+    _, targets = PatchSampler(cases, config, "cpu").batch()
+    assert targets[:, 0].sum() > 0 and targets[:, 2].sum() == 0  # tumour in every patch, never enhancing
+    assert torch.equal(targets[:, 1], targets[:, 1].bool().float())
+
+
+def test_a_crafted_checkpoint_cannot_run_code_when_training_resumes(tiny_brats_folder, tmp_path, capsys):
+    import pickle
+
+    from TumorSegLib.cli import main
+
+    out = tmp_path / "run"
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+            return os.system, (f"touch {marker}",)
+
+    (out / "fold0").mkdir(parents=True)
+    (out / "fold0" / "checkpoint.pt").write_bytes(pickle.dumps(Payload()))
+    args = ["train", str(tiny_brats_folder), "-o", str(out), "--folds", "3", "--fold", "0", "--max-steps", "1",
+            "--patch-size", "32", "32", "32", "--batch-size", "1", "--device", "cpu"]
+    assert main(args) == 2
+    assert not marker.exists()  # weights_only loading refused the pickle before anything ran
+    assert "checkpoint" in capsys.readouterr().err
+
+
+def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configuration(tiny_brats_folder, tmp_path):
+    # scripts/train_gpu.sh as a lent GPU runs it, here on the CPU: parts of the cache gathered, every run in one
+    # process started from earlier weights, and what comes back fits the device tool (at most 8 files).
+    import subprocess
+    import sys
+    import tarfile
+
+    from TumorSegLib.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    earlier = tmp_path / "earlier"
+    tiny = ["--folds", "3", "--fold", "every", "--max-steps", "1", "--patch-size", "32", "32", "32",
+            "--batch-size", "1", "--device", "cpu"]
+    assert main(["train", str(tiny_brats_folder), "-o", str(earlier), *tiny]) == 0
+    gpu = tmp_path / ".gpu"
+    for index, case in enumerate(sorted((earlier / "cache").glob("*.npz"))):
+        (gpu / f"part{index % 2 + 1}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(case, gpu / f"part{index % 2 + 1}" / case.name)
+    for run in ("fold0", "fold1", "fold2", "foldall"):
+        (gpu / "resume" / run).mkdir(parents=True)
+        for name in ("model.pt", "history.json"):
+            shutil.copy(earlier / run / name, gpu / "resume" / run / name)
+    out = tmp_path / "out"
+    env = {**os.environ, "GPU_DIR": str(gpu), "OUT_DIR": str(out), "DEVICE": "cpu", "MAX_STEPS": "1",
+           "BATCH": "1", "FOLDS": str(earlier / "folds.json"), "PYTHON": sys.executable,
+           "EXTRA_ARGS": "--patch-size 32 32 32"}
+    completed = subprocess.run(["bash", str(root / "scripts" / "train_gpu.sh")], env=env, capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "started foldall from" in completed.stdout
+    returned = sorted(p.name for p in out.iterdir())
+    assert returned == ["fold0.pt", "fold1.pt", "fold2.pt", "foldall.pt", "runs.tar.gz"] and len(returned) <= 8
+    with tarfile.open(out / "runs.tar.gz") as archive:
+        history = json.loads(archive.extractfile("foldall/history.json").read())
+    assert history["summary"]["steps"] == 2  # one step earlier, one now
+
+
+def test_an_incomplete_case_stops_training_naming_it_unless_asked_to_skip(tiny_brats_folder, tmp_path, capsys):
+    from TumorSegLib.cli import main
+
+    (tiny_brats_folder / "Tiny4").mkdir()
+    shutil.copy(tiny_brats_folder / "Tiny1" / "Tiny1_t1.nii.gz", tiny_brats_folder / "Tiny4" / "Tiny4_t1.nii.gz")
+    args = ["train", str(tiny_brats_folder), "-o", str(tmp_path / "run"), "--folds", "3", "--fold", "0",
+            "--max-steps", "1", "--patch-size", "32", "32", "32", "--batch-size", "1", "--device", "cpu"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "Tiny4: no t1c, t2, flair, label" in error and "--skip-incomplete" in error
+    assert main([*args, "--skip-incomplete"]) == 0
+    assert sorted(sum(json.loads((tmp_path / "run" / "folds.json").read_text())["folds"], [])) == \
+        ["Tiny1", "Tiny2", "Tiny3"]

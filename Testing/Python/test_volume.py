@@ -79,7 +79,7 @@ def test_a_2d_image_is_refused(tmp_path):
 def test_a_file_that_is_not_an_image_is_refused(tmp_path):
     path = tmp_path / "notes.nii.gz"
     path.write_text("not an image")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="notes.nii.gz is not a NIfTI image.*export it again"):
         read_volume(path)
 
 

@@ -9,8 +9,9 @@ from .brain import (
     extract_brain,
     is_skull_stripped,
     refine_with_tumour,
+    stripped_sequences,
 )
 from .coregistration import CoRegistration, coregister, is_aligned
 
 __all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "is_skull_stripped",
-           "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour"]
+           "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour", "stripped_sequences"]

@@ -14,23 +14,31 @@ import numpy as np
 from scipy import ndimage
 
 from ..atlas import mni_template
+from ..intensity import constant_background, foreground
 from ..registration import register
 from ..volume import Volume
 
-__all__ = ["is_skull_stripped", "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain",
+__all__ = ["is_skull_stripped", "stripped_sequences", "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain",
            "refine_with_tumour"]
 
 
 def is_skull_stripped(volume: Volume) -> bool:
     """Whether an image holds a brain only: a constant background around a brain-sized object.
 
-    Skull-stripped images (e.g. BraTS) set everything outside the brain to one value, and what remains is
-    about 1–2 L; a head image has a noisy air background and 3–6 L of tissue above it.
+    Skull-stripped images (e.g. BraTS) set everything outside the brain to one value (0, 1e-22, or a negative
+    constant in intensity-normalised exports), and what remains is about 1–2 L; a head image has a noisy air
+    background and 3–6 L of tissue above it.
     """
-    array = volume.array
-    background = array == array.min()
-    foreground_l = (~background).sum() * volume.voxel_volume_ml / 1000
-    return background.mean() > 0.3 and foreground_l < 2.3
+    if constant_background(volume.array) is None:
+        return False
+    inside = foreground(volume.array)
+    return inside.mean() < 0.7 and inside.sum() * volume.voxel_volume_ml / 1000 < 2.3
+
+
+def stripped_sequences(volumes: Mapping[str, Volume]) -> tuple[list[str], list[str]]:
+    """(skull-stripped, not skull-stripped) sequence keys."""
+    stripped = [key for key, volume in volumes.items() if is_skull_stripped(volume)]
+    return stripped, [key for key in volumes if key not in stripped]
 
 
 @dataclass

@@ -15,11 +15,21 @@ import numpy as np
 from ..geometry import resample_to_spacing
 from ..options import Mode, TransformKind
 from ..registration import points_of, register, transform_error
+from ..sequences import DISPLAY_NAMES
 from ..volume import Volume, same_grid
 
 __all__ = ["CoRegistration", "coregister", "is_aligned"]
 
-POOR_MI = -0.15  # Mattes MI above this (weaker) after registration: the images barely share structure
+def _name(key: str) -> str:
+    return DISPLAY_NAMES.get(key, key)
+
+
+# Mattes MI after registration (ITK negates it: lower is better). On the 29 shared cases a sequence of the same
+# head reached -0.15 to -1.19 and one of another (atlas-registered, skull-stripped) head -0.06 to -0.24: MI alone
+# cannot tell such heads apart, so weak MI is a warning and only an image that shares almost nothing with the
+# reference (above FAILED_MI: noise, another body part, a blank series) stops the run.
+POOR_MI = -0.15
+FAILED_MI = -0.08
 LARGE_ROTATION_DEG = 20.0
 LARGE_SHIFT_MM = 40.0
 
@@ -37,6 +47,8 @@ class CoRegistration:
     rotation_deg: float = 0.0
     shift_mm: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    poor: bool = False  # weak MI after registration: check the overlay
+    failed: bool = False  # the images share almost nothing: another head, study or body part?
     transform: object = None  # SimpleITK transform, reference point → sequence point (None if not registered)
 
     def as_dict(self) -> dict:
@@ -132,11 +144,12 @@ def coregister(images: Mapping[str, Volume], reference: str, mode: Mode | str = 
                                 result.metric_value, result.iterations, rotation, shift,
                                 transform=result.transform)
         if result.metric_value > POOR_MI:
-            record.warnings.append(f"registration of {key} to {reference} is poor (mutual information "
+            record.poor, record.failed = True, result.metric_value > FAILED_MI
+            record.warnings.append(f"registration of {_name(key)} to {_name(reference)} is poor (mutual information "
                                    f"{result.metric_value:.3f}): check the overlay before trusting the result")
         if rotation > LARGE_ROTATION_DEG or shift > LARGE_SHIFT_MM:
-            record.warnings.append(f"registration moved {key} by {rotation:.0f}° and {shift:.0f} mm: check that the "
-                                   "sequences belong to the same study and that the overlay matches")
+            record.warnings.append(f"registration moved {_name(key)} by {rotation:.0f}° and {shift:.0f} mm: check that "
+                                   "the sequences belong to the same study and that the overlay matches")
         out[key] = result.resample(moving, fixed, order=1)
         records.append(record)
     return out, records

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..labels import REGION_COLORS, Region
+from ..volume import PathLike
 from .rano import IMAGING_ONLY
 
 __all__ = ["plot_volumes"]
 
-PathLike = str | os.PathLike
 
 
 def plot_volumes(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = "") -> Path:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..labels import VOLUME_KEYS
+from ..volume import PathLike
 from .lesions import Alignment, LesionStatus
 from .measurements import TimepointMeasurements
 from .rano import IMAGING_ONLY, RANO_2_0, RanoThresholds, ResponseCategory, classify_response, percent_change
@@ -16,7 +16,6 @@ from .timeline import Timeline, Timepoint
 
 __all__ = ["timeline_rows", "write_table_csv", "format_rows", "PRINTED_COLUMNS"]
 
-PathLike = str | os.PathLike
 
 
 def _rounded(value: float | None, digits: int) -> float | None:

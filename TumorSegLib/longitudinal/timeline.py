@@ -32,6 +32,7 @@ from typing import Any
 
 from ..labels import VOLUME_KEYS, LabelConvention
 from ..sequences import SEQUENCES
+from ..volume import PathLike
 from .measurements import TimepointMeasurements
 from .rano import ClinicalStatus, SteroidChange
 
@@ -41,7 +42,6 @@ __all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "TimelineError", "parse_date", "stud
 SCHEMA_NAME = "tumorseg-timeline"
 SCHEMA_VERSION = 1
 
-PathLike = str | os.PathLike
 
 
 class TimelineError(ValueError):
@@ -120,6 +120,7 @@ class Timepoint:
     measurements: TimepointMeasurements | None = None
     notes: str = ""
     volume_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    order: int | None = None  # which came first among visits on the same date (1, 2, ...)
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         """JSON-ready dict; paths relative to ``folder`` when given (and on the same drive)."""
@@ -134,6 +135,7 @@ class Timepoint:
             "clinical_status": self.clinical_status.value if self.clinical_status else None,
             "notes": self.notes,
             "volume_intervals_ml": {key: [float(a), float(b)] for key, (a, b) in self.volume_intervals.items()},
+            **({"order": self.order} if self.order is not None else {}),
         }
         if include_measurements and self.measurements is not None:
             out["measurements"] = self.measurements.to_dict()
@@ -141,7 +143,7 @@ class Timepoint:
 
 
 _TIMEPOINT_KEYS = {"id", "date", "images", "segmentation", "label_convention", "corrected", "steroids",
-                   "clinical_status", "notes", "measurements", "volume_intervals_ml"}
+                   "clinical_status", "notes", "measurements", "volume_intervals_ml", "order"}
 _TIMELINE_KEYS = {"schema", "schema_version", "patient_id", "baseline", "timepoints"}
 
 
@@ -216,8 +218,17 @@ def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoin
         label_convention=convention, corrected=corrected,
         steroids=_enum(SteroidChange, data.get("steroids"), where, "steroids"),
         clinical_status=_enum(ClinicalStatus, data.get("clinical_status"), where, "clinical_status"),
-        measurements=measurements, notes=str(data.get("notes", "") or ""),
+        measurements=measurements, notes=str(data.get("notes", "") or ""), order=_order(data.get("order"), where),
         volume_intervals={key: (float(a), float(b)) for key, (a, b) in intervals.items()})
+
+
+def _order(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TimelineError(f"{where}: 'order' must be 1, 2, ... (which came first among visits on one date), "
+                            f"got {value!r}")
+    return value
 
 
 @dataclass
@@ -237,8 +248,8 @@ class Timeline:
     path: Path | None = None
 
     def ordered(self) -> list[Timepoint]:
-        """Visits by date (visits on the same day keep their order in the file)."""
-        return sorted(self.timepoints, key=lambda tp: tp.date)
+        """Visits by date, then by their ``order`` among visits on the same date."""
+        return sorted(self.timepoints, key=lambda tp: (tp.date, tp.order or 0))
 
     def get(self, timepoint_id: str) -> Timepoint:
         for timepoint in self.timepoints:
@@ -280,6 +291,19 @@ class Timeline:
                                     f"use {', '.join(SEQUENCES)}")
         if self.baseline_id is not None and self.baseline_id not in seen:
             raise TimelineError(f"baseline '{self.baseline_id}' is not one of the timepoints {sorted(seen)}")
+        self._check_same_dates()
+
+    def _check_same_dates(self) -> None:
+        """Visits on one date must say which came first: otherwise the file's order would decide PD or PR."""
+        by_date: dict[dt.date, list[Timepoint]] = {}
+        for timepoint in self.timepoints:
+            by_date.setdefault(timepoint.date, []).append(timepoint)
+        for date, visits in by_date.items():
+            orders = [tp.order for tp in visits]
+            if len(visits) > 1 and (None in orders or len(set(orders)) < len(orders)):
+                raise TimelineError(f"visits {', '.join(repr(tp.id) for tp in visits)} are all on {date.isoformat()}: "
+                                    "give each a distinct \"order\" (1, 2, ...) saying which came first, or correct "
+                                    "the dates")
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "patient_id": self.patient_id,

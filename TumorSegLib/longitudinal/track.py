@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..volume import Volume
+from ..volume import PathLike, Volume
 from .lesions import Alignment, align_visits, track_lesions
 from .measurements import measure_labels, read_label_map
 from .plots import plot_volumes
@@ -19,7 +18,6 @@ from .timeline import Timeline, TimelineError
 
 __all__ = ["run_track"]
 
-PathLike = str | os.PathLike
 
 
 def run_track(timeline_path: PathLike, output_dir: PathLike | None = None, *, register_visits: bool = True,

@@ -12,11 +12,14 @@ from ..volume import Volume
 from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
 from .segments import edited_labels, labels_from_segmentation
 
-__all__ = ["TABLE_COLUMNS", "create_results_table", "update_results_table", "set_uncertainty_columns",
+__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "create_results_table", "update_results_table", "set_uncertainty_columns",
            "review_first", "ResultsWatcher", "set_uncertainty_overlay"]
 
-TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", "AI volume 5-95% (mL)",
+INTERVAL_COLUMN = "AI volume interval (mL)"
+TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", INTERVAL_COLUMN,
                  "Uncertainty score", "Review first")
+NOT_ASSESSED_ATTRIBUTE = "TumorSeg.NotAssessed"  # on a segmentation node: volume keys the images cannot support
+NOT_ASSESSED_TEXT = "not assessed (no T1c)"
 
 
 def create_results_table(scene, name: str):
@@ -34,8 +37,9 @@ def create_results_table(scene, name: str):
     table.SetColumnDescription("Mean uncertainty", "mean of the uncertainty volume (0-1) inside the region: "
                                "normalised entropy, or mutual information when that map was chosen")
     table.SetColumnDescription("Edited", "the region's segments differ from the AI result")
-    table.SetColumnDescription("AI volume 5-95% (mL)", "spread of the AI volume over uncertainty samples "
-                               "(model variability, not a confidence interval for the true volume)")
+    table.SetColumnDescription(INTERVAL_COLUMN, "where the true volume should lie (calibrated on held-out "
+                               "cross-validation to the coverage in the model card); without a calibration, the "
+                               "5-95% spread of the AI volume over uncertainty samples")
     table.SetColumnDescription("Uncertainty score", "share of the region where the model is in doubt (0-1)")
     table.SetColumnDescription("Review first", "the region's uncertainty is high: review it before the others")
     for _ in VOLUME_KEYS:
@@ -50,11 +54,12 @@ def set_uncertainty_columns(table, record: dict) -> None:
     flagged = set(record.get("flagged", []))
     for row, key in enumerate(VOLUME_KEYS):
         interval = record.get("volumes_ml", {}).get(key)
+        low, high = (interval.get("interval") or (interval["p5"], interval["p95"])) if interval else (None, None)
         score = record.get("regions", {}).get(key, {}).get("score")
-        vtk_table.GetColumnByName("AI volume 5-95% (mL)").SetValue(
-            row, f"{interval['p5']:.2f} - {interval['p95']:.2f}" if interval else "")
+        vtk_table.GetColumnByName(INTERVAL_COLUMN).SetValue(row, f"{low:.2f} - {high:.2f}" if interval else "")
         vtk_table.GetColumnByName("Uncertainty score").SetValue(row, float("nan") if score is None else round(score, 3))
-        vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
+        if vtk_table.GetColumnByName("Review first").GetValue(row) != NOT_ASSESSED_TEXT:
+            vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
     vtk_table.Modified()
     table.Modified()
 
@@ -70,9 +75,11 @@ def review_first(record: dict) -> str:
                                         for key in flagged) + "."
 
 
-def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str]) -> None:
-    """Fill the results table from an internal label map (and uncertainty map on the same grid)."""
-    edited = set(edited)
+def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str],
+                         not_assessed: Iterable[str] = ()) -> None:
+    """Fill the results table from an internal label map (and uncertainty map on the same grid); rows the
+    images cannot support (``not_assessed``, e.g. NCR and ET without T1c) show no volume and say why."""
+    edited, not_assessed = set(edited), set(not_assessed)
     vtk_table = table.GetTable()
     for row, key in enumerate(VOLUME_KEYS):
         members = VOLUME_MEMBERS[key]
@@ -81,8 +88,11 @@ def update_results_table(table, labels: Volume, uncertainty: Volume | None, edit
         mean_uncertainty = float(uncertainty.array[mask].mean()) if uncertainty is not None and voxels else float("nan")
         is_edited = any(m.name in edited for m in members)
         vtk_table.GetColumnByName("Region").SetValue(row, key)
-        vtk_table.GetColumnByName("Volume (mL)").SetValue(row, round(voxels * labels.voxel_volume_ml, 3))
+        volume = float("nan") if key in not_assessed else round(voxels * labels.voxel_volume_ml, 3)
+        vtk_table.GetColumnByName("Volume (mL)").SetValue(row, volume)
         vtk_table.GetColumnByName("Voxels").SetValue(row, voxels)
+        if key in not_assessed:
+            vtk_table.GetColumnByName("Review first").SetValue(row, NOT_ASSESSED_TEXT)
         vtk_table.GetColumnByName("Mean uncertainty").SetValue(row, round(mean_uncertainty, 4))
         vtk_table.GetColumnByName("Edited").SetValue(row, "yes" if is_edited else "no")
     vtk_table.Modified()
@@ -127,7 +137,8 @@ class ResultsWatcher:
         uncertainty = self._uncertainty if self._uncertainty is not None and \
             self._uncertainty.shape == labels.shape else None
         edited = edited_labels(self.segmentation_node, labels)
-        update_results_table(self.table_node, labels, uncertainty, edited)
+        not_assessed = (self.segmentation_node.GetAttribute(NOT_ASSESSED_ATTRIBUTE) or "").split(",")
+        update_results_table(self.table_node, labels, uncertainty, edited, filter(None, not_assessed))
         return labels, edited
 
 

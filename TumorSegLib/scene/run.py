@@ -16,19 +16,36 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..export import json_path
+from ..export import json_path, pid_alive
 from ..labels import LabelConvention, to_internal_labels
 from ..options import SegmentOptions
 from ..sequences import REFERENCE_ORDER, REQUIRED_ANY, SEQUENCES, case_name
 from ..volume import Volume, read_volume, write_volume
 from .nodes import add_uncertainty_node, volume_from_node
 from .process import ProcessRunner, ProcessState
-from .results import ResultsWatcher, create_results_table, set_uncertainty_columns
+from .results import NOT_ASSESSED_ATTRIBUTE, ResultsWatcher, create_results_table, set_uncertainty_columns
 from .segments import VOLUME_INTERVALS_ATTRIBUTE, create_segmentation_node
 
-__all__ = ["RunResult", "SegmentationRun", "run_segmentation"]
+__all__ = ["RunResult", "SegmentationRun", "run_segmentation", "remove_stale_work_dirs"]
 
 LIBRARY_PARENT = Path(__file__).resolve().parents[2]  # folder holding TumorSegLib (for the child's path)
+WORK_PREFIX = "TumorSeg-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_stale_work_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the temporary folders (patient images!) of runs whose Slicer process died before cleaning up."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        owner = folder / OWNER_FILE
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or being created right now
+        if not pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @dataclass
@@ -96,9 +113,11 @@ class SegmentationRun:
         return ["segment", *arguments, *self.options.to_argv()]
 
     def start(self) -> None:
-        """Write the input volumes to a temporary folder and start the child process."""
-        self.work_dir = Path(tempfile.mkdtemp(prefix="TumorSeg-"))
+        """Write the input volumes to a private temporary folder (0700) and start the child process."""
+        remove_stale_work_dirs()
+        self.work_dir = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))  # mkdtemp: readable by this user only
         try:
+            (self.work_dir / OWNER_FILE).write_text(str(os.getpid()))
             python_path = os.pathsep.join(filter(None, [str(LIBRARY_PARENT), os.environ.get("PYTHONPATH")]))
             self.runner = self.runner_factory(ProcessRunner.python_command(self._argv(), self.python),
                                               env={"PYTHONPATH": python_path})
@@ -151,11 +170,13 @@ class SegmentationRun:
             added.append(table)
             for node in added:
                 node.SetAttribute("TumorSeg.Model", summary.get("model", ""))
+            segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, ",".join(summary.get("not_assessed", [])))
             watcher = ResultsWatcher(segmentation, self.reference_node, table, uncertainty_node)
             watcher.update()
             if "uncertainty" in summary:
                 set_uncertainty_columns(table, summary["uncertainty"])
-                intervals = {key: [v["p5"], v["p95"]] for key, v in summary["uncertainty"]["volumes_ml"].items()}
+                intervals = {key: v.get("interval") or [v["p5"], v["p95"]]
+                             for key, v in summary["uncertainty"]["volumes_ml"].items()}
                 segmentation.SetAttribute(VOLUME_INTERVALS_ATTRIBUTE, json.dumps(intervals))
             watcher.start()
         except BaseException:

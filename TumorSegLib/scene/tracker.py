@@ -76,11 +76,16 @@ class LongitudinalTracker:
         labels = labels_from_segmentation(segmentation_node, reference_node, world=False)
         intervals = json.loads(segmentation_node.GetAttribute(VOLUME_INTERVALS_ATTRIBUTE) or "{}")
         baseline_before = self.timeline.baseline.id if self.timeline.timepoints else None
-        timepoint = Timepoint(timepoint_id, parse_date(date), measurements=measure_labels(labels),
+        date = parse_date(date)
+        same_day = [tp for tp in self.timeline.timepoints if tp.date == date]
+        for number, earlier in enumerate(same_day, start=1):  # visits added on one date: in the order added
+            earlier.order = earlier.order or number
+        timepoint = Timepoint(timepoint_id, date, measurements=measure_labels(labels),
                               corrected=bool(edited_labels(segmentation_node, labels)),
                               volume_intervals={key: tuple(value) for key, value in intervals.items()},
                               steroids=SteroidChange(steroids) if steroids else None,
-                              clinical_status=ClinicalStatus(clinical_status) if clinical_status else None)
+                              clinical_status=ClinicalStatus(clinical_status) if clinical_status else None,
+                              order=len(same_day) + 1 if same_day else None)
         self.timeline.add(timepoint)
         if baseline_before is not None and self.timeline.baseline.id != baseline_before:
             self.alignments.clear()  # an earlier visit became the baseline: the alignments refer to the old one

@@ -30,6 +30,8 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every_s: float = 60.0
     log_every: int = 25
+    remove_enhancement: float = 0.0  # chance that a drawn case has its enhancement taken away (ET → NCR)
+    region_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # loss weight of WT, TC, ET
     sequences: tuple[str, ...] = SEQUENCES
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 

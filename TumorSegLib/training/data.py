@@ -37,14 +37,15 @@ def _find_file(folder: Path, case: str, suffixes: Sequence[str]) -> Path | None:
     return None
 
 
-def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES,
-               need_labels: bool = True) -> dict[str, dict[str, Path]]:
+def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES, need_labels: bool = True,
+               skip_incomplete: bool = True) -> dict[str, dict[str, Path]]:
     """Cases of a BraTS-format folder (one sub-folder per case), by case name.
 
     Returns ``{case: {"t1": path, ..., "label": path}}``.
 
     Raises:
-        ValueError: if no folder holds a complete case, naming what was missing.
+        ValueError: if no folder holds a complete case, or (``skip_incomplete=False``) if any folder is
+            incomplete, naming every incomplete case and what it lacks.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -62,6 +63,9 @@ def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES,
     if not cases:
         raise ValueError(f"no complete BraTS case in {data_dir} (expect <case>/<case>_t1.nii.gz, _t1ce, _t2, _flair"
                          + (", _seg" if need_labels else "") + "). " + "; ".join(problems[:5]))
+    if problems and not skip_incomplete:
+        raise ValueError(f"{len(problems)} case folder(s) of {data_dir} are incomplete: {'; '.join(problems)}. "
+                         "Complete them, or pass --skip-incomplete to train without them")
     return cases
 
 
@@ -90,9 +94,13 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
 
 
 def prepare_cache(data_dir: Path, cache_dir: Path, sequences: Sequence[str] = SEQUENCES,
-                  spacing: Sequence[float] = (1.0, 1.0, 1.0), log: Callable[[str], None] = print) -> list[str]:
-    """Preprocess every case of ``data_dir`` into ``cache_dir`` (skips cases already cached). Returns names."""
-    cases = find_cases(Path(data_dir), sequences)
+                  spacing: Sequence[float] = (1.0, 1.0, 1.0), log: Callable[[str], None] = print,
+                  skip_incomplete: bool = False) -> list[str]:
+    """Preprocess every case of ``data_dir`` into ``cache_dir`` (skips cases already cached). Returns names.
+
+    An incomplete case folder stops it (naming every one) unless ``skip_incomplete``: a case silently left out
+    changes the split and the model without anyone knowing."""
+    cases = find_cases(Path(data_dir), sequences, skip_incomplete=skip_incomplete)
     cache_dir = Path(cache_dir)
     for index, (case, files) in enumerate(cases.items(), 1):
         target = cache_dir / f"{case}.npz"

@@ -1,14 +1,22 @@
-"""The training loop: AdamW with warm-up and cosine decay, Dice + BCE on region channels, resumable
-checkpoints, float16 inference weights, and a quick validation."""
+"""The training loop: AdamW with warm-up and cosine decay, region-weighted Dice + BCE, resumable checkpoints,
+float16 inference weights, and a quick validation.
+
+:func:`train_runs` trains several runs (e.g. the cross-validation folds and the all-cases model) in one
+process: the cases go to the device once and are shared, each run has its own CUDA stream, and steps are
+issued round-robin without waiting for the device (the loss is read back only when it is logged), so small
+networks keep a large GPU busy together. A run can start from the weights of an earlier one
+(``resume_from``), so training on lent GPUs adds up across sessions.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,9 +25,11 @@ import numpy as np
 from ..inference import resolve_device
 from .config import TrainConfig
 from .data import load_cached_case
-from .sampler import PatchSampler
+from .sampler import PatchSampler, device_cases
 
-__all__ = ["train", "validate", "export_weights"]
+__all__ = ["train", "train_runs", "validate", "export_weights"]
+
+Log = Callable[[str], None]
 
 
 def _lr_factor(progress: float, step: int, warmup: int) -> float:
@@ -41,25 +51,6 @@ def export_weights(state_dict: dict, path: Path) -> None:
     _save_atomic({k: (v.half() if v.is_floating_point() else v) for k, v in state_dict.items()}, path)
 
 
-def train(cache_dir: Path, out_dir: Path, config: TrainConfig, train_cases: Sequence[str],
-          val_cases: Sequence[str] = (), resume: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Train one model on cached cases; returns the path of the exported weights.
-
-    Writes ``checkpoint.pt`` (resumable, every ``checkpoint_every_s``), ``model.pt`` (float16 weights),
-    ``config.json`` and ``history.json`` into ``out_dir``.
-    """
-    from monai.data import get_track_meta, set_track_meta
-
-    # Plain tensors while training (metadata tracking costs time per step); restored afterwards because
-    # the setting is process-wide and other code (e.g. uncertainty's affine jitter) needs MetaTensors.
-    tracking = get_track_meta()
-    set_track_meta(False)
-    try:
-        return _train(cache_dir, out_dir, config, train_cases, val_cases, resume, log)
-    finally:
-        set_track_meta(tracking)
-
-
 def _rng_state(rng: np.random.RandomState) -> dict:
     """A NumPy generator's state as plain values and a tensor, so a checkpoint loads with ``weights_only``."""
     import torch
@@ -74,117 +65,216 @@ def _set_rng_state(rng: np.random.RandomState, state: dict) -> None:
                    state["cached_gaussian"]))
 
 
-class _Trainer:
-    """One network, its optimiser and losses, and the state a checkpoint keeps (step, time, history)."""
+def _load_safely(path: Path, device: str) -> dict:
+    """``torch.load`` of tensors and plain values only; anything else (a pickle that could run code, a damaged
+    file) is refused naming the file."""
+    import pickle
 
-    def __init__(self, config: TrainConfig, sampler: PatchSampler, device: str):
+    import torch
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path} is not a checkpoint TumorSeg can load safely (damaged, or holding objects that "
+                         "could run code; nothing in it was run): delete it, or start afresh with --no-resume"
+                         ) from error
+
+
+def _memory(device: str) -> str:
+    import torch
+
+    return f" mem {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
+
+
+class _Trainer:
+    """One network, its optimiser and losses, its CUDA stream, and what a checkpoint keeps."""
+
+    def __init__(self, name: str, out_dir: Path, config: TrainConfig, sampler: PatchSampler, device: str):
         import torch
         from monai.losses import DiceLoss
         from monai.networks.nets import SegResNet
 
-        self.config, self.sampler, self.device = config, sampler, device
+        self.name, self.out_dir, self.config, self.sampler, self.device = name, out_dir, config, sampler, device
         self.network = SegResNet(**config.network_parameters()).to(device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
-        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
-        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5, reduction="none")
+        self.weights = torch.tensor(config.region_weights, dtype=torch.float32, device=device)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda"
                          else torch.autocast("cpu", enabled=False))
-        self.step, self.elapsed_s, self.history = 0, 0.0, []
+        self.stream = torch.cuda.Stream() if device == "cuda" else None
+        self.step, self.first_step, self.elapsed_s, self.history = 0, 0, 0.0, []
+        self.losses: list = []  # device tensors, read back at the next log line
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint (tensors and plain values only: nothing in it can run code)."""
-        import torch
 
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = _load_safely(path, self.device)
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_s, self.history = state["step"], state["elapsed_s"], state["history"]
         _set_rng_state(self.sampler.rng, state["sampler_rng"])
 
-    def save(self, out_dir: Path) -> None:
+    def start_from(self, folder: Path) -> None:
+        """Start from an earlier run's weights (``model.pt``) and history, with a fresh optimiser (warm-up again):
+        how training on separate lent GPUs adds up when only the weights came back."""
+
+        state = _load_safely(folder / "model.pt", self.device)
+        self.network.load_state_dict({k: v.float() for k, v in state.items()})
+        history_file = folder / "history.json"
+        if history_file.exists():
+            earlier = json.loads(history_file.read_text())
+            self.history, self.first_step = earlier["history"], int(earlier["summary"]["steps"])
+
+    def save(self) -> None:
         """The resumable checkpoint and the float16 inference weights."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         _save_atomic({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                       "step": self.step, "elapsed_s": self.elapsed_s, "history": self.history,
-                      "sampler_rng": _rng_state(self.sampler.rng)}, out_dir / "checkpoint.pt")
-        export_weights(self.network.state_dict(), out_dir / "model.pt")
+                      "sampler_rng": _rng_state(self.sampler.rng)}, self.out_dir / "checkpoint.pt")
+        export_weights(self.network.state_dict(), self.out_dir / "model.pt")
 
-    def optimise(self, progress: float) -> float:
-        """One optimisation step at ``progress`` (0-1) of the schedule; returns the loss."""
+    def optimise(self, progress: float) -> None:
+        """Queue one optimisation step at ``progress`` (0-1) of the schedule, on the run's own stream."""
         import torch
 
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate * _lr_factor(progress, self.step, self.config.warmup_steps)
-        images, targets = self.sampler.batch()
-        with self.autocast:
-            logits = self.network(images)
-        logits = logits.float()
-        loss = self.dice(logits, targets) + self.bce(logits, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12.0)
-        self.optimizer.step()
+        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+            images, targets = self.sampler.batch()
+            with self.autocast:
+                logits = self.network(images)
+            logits = logits.float()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            per_region = self.dice(logits, targets).flatten() + bce.mean(dim=(0, 2, 3, 4))
+            loss = (per_region * self.weights).sum() / self.weights.sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12.0)
+            self.optimizer.step()
+            self.losses.append(loss.detach())
         self.step += 1
-        return float(loss.detach())
 
-    def run(self, out_dir: Path, log: Callable[[str], None]) -> None:
-        """Optimise until the step or time limit, logging every ``log_every`` steps and checkpointing."""
-        config = self.config
-        start = time.monotonic() - self.elapsed_s
-        last_checkpoint = time.monotonic()
-        self.network.train()
-        running: list[float] = []
-        while True:
-            self.elapsed_s = time.monotonic() - start
-            progress = self.step / config.max_steps
-            if config.time_limit_s:
-                progress = max(progress, self.elapsed_s / config.time_limit_s)
-            if progress >= 1.0:
-                break
-            running.append(self.optimise(progress))
-            if self.step % config.log_every == 0:
-                mean_loss, running = float(np.mean(running)), []
-                self.history.append({"step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed_s, 1)})
-                log(f"[train] step {self.step} loss {mean_loss:.4f} lr {self.optimizer.param_groups[0]['lr']:.2e} "
-                    f"{self.step / max(self.elapsed_s, 1e-6):.2f} it/s progress {100 * progress:.1f}%")
-            if time.monotonic() - last_checkpoint > config.checkpoint_every_s:
-                self.save(out_dir)
-                last_checkpoint = time.monotonic()
-        self.save(out_dir)
+    def log_line(self, progress: float, elapsed_s: float) -> str:
+        """Read the queued losses back (the only wait for the device) and record their mean."""
+        import torch
+
+        mean_loss = float(torch.stack(self.losses).mean()) if self.losses else float("nan")
+        self.losses = []
+        total = self.first_step + self.step
+        self.history.append({"step": total, "loss": mean_loss, "elapsed_s": round(elapsed_s, 1)})
+        return (f"[train] {self.name} step {total} loss {mean_loss:.4f} lr {self.optimizer.param_groups[0]['lr']:.2e} "
+                f"{self.step / max(elapsed_s, 1e-6):.2f} it/s progress {100 * progress:.1f}%{_memory(self.device)}")
 
 
-def _train(cache_dir: Path, out_dir: Path, config: TrainConfig, train_cases: Sequence[str],
-           val_cases: Sequence[str], resume: bool, log: Callable[[str], None]) -> Path:
+def _run_trainers(trainers: list[_Trainer], config: TrainConfig, log: Log) -> None:
+    """Optimise every trainer round-robin until the step or time limit, logging and checkpointing as it goes."""
+    start = time.monotonic() - max(t.elapsed_s for t in trainers)
+    last_checkpoint = time.monotonic()
+    for trainer in trainers:
+        trainer.network.train()
+    while True:
+        elapsed = time.monotonic() - start
+        progress = min(t.step for t in trainers) / config.max_steps
+        if config.time_limit_s:
+            progress = max(progress, elapsed / config.time_limit_s)
+        if progress >= 1.0:
+            break
+        for trainer in trainers:
+            trainer.elapsed_s = elapsed
+            trainer.optimise(progress)
+            if trainer.step % config.log_every == 0:
+                log(trainer.log_line(progress, elapsed))
+        if time.monotonic() - last_checkpoint > config.checkpoint_every_s:
+            for trainer in trainers:
+                trainer.save()
+            last_checkpoint = time.monotonic()
+    for trainer in trainers:
+        trainer.save()
+
+
+def _seed(config: TrainConfig, device: str) -> None:
     import torch
 
-    device = resolve_device(config.device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-    (out_dir / "config.json").write_text(json.dumps(
-        {**asdict(config), "train_cases": list(train_cases), "val_cases": list(val_cases)}, indent=2))
-    log(f"loading {len(train_cases)} training cases onto {device}")
-    sampler = PatchSampler([load_cached_case(Path(cache_dir) / f"{c}.npz") for c in train_cases], config, device)
-    trainer = _Trainer(config, sampler, device)
-    if resume and (out_dir / "checkpoint.pt").exists():
-        trainer.resume(out_dir / "checkpoint.pt")
-        log(f"resumed from step {trainer.step}")
-    trainer.run(out_dir, log)
-    summary = {"steps": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), "device": device,
-               "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
-    if val_cases:
-        summary["validation"] = validate(trainer.network, cache_dir, val_cases, config, device, log)
-    (out_dir / "history.json").write_text(json.dumps({"summary": summary, "history": trainer.history}, indent=2))
-    log(f"[train] done: {json.dumps(summary)}")
-    return out_dir / "model.pt"
+
+
+def train_runs(cache_dir: Path, out_dir: Path, config: TrainConfig, runs: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+               resume: bool = True, resume_from: Path | None = None, log: Log = print) -> dict[str, Path]:
+    """Train several runs together in one process; returns each run's exported weights.
+
+    Args:
+        cache_dir: the preprocessed cases (``<case>.npz``).
+        out_dir: each run writes ``<out_dir>/<run>/`` (``checkpoint.pt``, ``model.pt``, ``config.json``,
+            ``history.json``).
+        config: the recipe, shared by the runs (each run's patches are drawn with its own seed).
+        runs: ``{name: (training cases, validation cases)}``, e.g. ``{"fold0": (...), "foldall": (...)}``.
+        resume: continue a run from its own ``checkpoint.pt`` when there is one.
+        resume_from: a folder of earlier runs (``<run>/model.pt``, ``history.json``) to start the others from.
+    """
+    from monai.data import get_track_meta, set_track_meta
+
+    # Plain tensors while training (metadata tracking costs time per step); restored afterwards because
+    # the setting is process-wide and other code (e.g. uncertainty's affine jitter) needs MetaTensors.
+    tracking = get_track_meta()
+    set_track_meta(False)
+    try:
+        return _train_runs(Path(cache_dir), Path(out_dir), config, runs, resume, resume_from, log)
+    finally:
+        set_track_meta(tracking)
+
+
+def _train_runs(cache_dir: Path, out_dir: Path, config: TrainConfig, runs: Mapping[str, tuple], resume: bool,
+                resume_from: Path | None, log: Log) -> dict[str, Path]:
+    import torch
+
+    device = resolve_device(config.device)
+    _seed(config, device)
+    names = sorted({case for train_cases, _ in runs.values() for case in train_cases})
+    log(f"loading {len(names)} training cases onto {device}")
+    shared = dict(zip(names, device_cases([load_cached_case(cache_dir / f"{c}.npz") for c in names], config, device)))
+    trainers = []
+    for offset, (name, (train_cases, val_cases)) in enumerate(runs.items()):
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(
+            {**asdict(config), "train_cases": list(train_cases), "val_cases": list(val_cases)}, indent=2))
+        sampler = PatchSampler([shared[c] for c in train_cases], config, device, seed=config.seed + 101 * offset)
+        trainer = _Trainer(name, folder, config, sampler, device)
+        if resume and (folder / "checkpoint.pt").exists():
+            trainer.resume(folder / "checkpoint.pt")
+            log(f"resumed from step {trainer.step}: {name}")
+        elif resume_from is not None and (Path(resume_from) / name / "model.pt").exists():
+            trainer.start_from(Path(resume_from) / name)
+            log(f"started {name} from {Path(resume_from) / name} (step {trainer.first_step})")
+        trainers.append(trainer)
+    _run_trainers(trainers, config, log)
+    for trainer, (_, val_cases) in zip(trainers, runs.values()):
+        summary = {"steps": trainer.first_step + trainer.step, "steps_this_run": trainer.step,
+                   "elapsed_s": round(trainer.elapsed_s, 1), "device": device, "runs_together": len(trainers),
+                   "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+        if val_cases:
+            summary["validation"] = validate(trainer.network, cache_dir, val_cases, config, device, log)
+        (trainer.out_dir / "history.json").write_text(json.dumps({"summary": summary, "history": trainer.history},
+                                                                 indent=2))
+        log(f"[train] {trainer.name} done: {json.dumps(summary)}")
+    return {trainer.name: trainer.out_dir / "model.pt" for trainer in trainers}
+
+
+def train(cache_dir: Path, out_dir: Path, config: TrainConfig, train_cases: Sequence[str],
+          val_cases: Sequence[str] = (), resume: bool = True, log: Log = print) -> Path:
+    """Train one model on cached cases into ``out_dir`` (see :func:`train_runs`); returns its weights."""
+    out_dir = Path(out_dir)
+    weights = train_runs(cache_dir, out_dir.parent, config, {out_dir.name: (train_cases, val_cases)}, resume, log=log)
+    return weights[out_dir.name]
 
 
 def validate(network, cache_dir: Path, cases: Sequence[str], config: TrainConfig, device: str,
-             log: Callable[[str], None] = print) -> dict:
+             log: Log = print) -> dict:
     """Dice per region on cached held-out cases (quick check; the model card uses the full pipeline)."""
     import torch
     from monai.inferers import sliding_window_inference

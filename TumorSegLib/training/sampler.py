@@ -10,7 +10,7 @@ from ..labels import REGIONS
 from .config import TrainConfig
 from .data import QUANT_SCALE
 
-__all__ = ["region_channels", "PatchSampler"]
+__all__ = ["region_channels", "device_cases", "PatchSampler"]
 
 
 def region_channels(label):
@@ -74,34 +74,59 @@ def _augmentations(config: TrainConfig, device: str):
     ])
 
 
-class PatchSampler:
-    """Draws augmented training batches from cases held on the training device."""
+def device_cases(cases: list[tuple], config: TrainConfig, device: str) -> list[dict]:
+    """Cached cases (image, label, brain) on the training device, padded to a patch, with the indices the
+    crop draws from; with ``config.remove_enhancement`` also each case with its enhancement taken away
+    (:func:`~TumorSegLib.enhancement.remove_enhancement` on the z-scored T1c against T1, ET → NCR).
+    Samplers of several runs can share them (one copy of the data on the device)."""
+    import torch
 
-    def __init__(self, cases: list[tuple], config: TrainConfig, device: str):
+    from ..enhancement import remove_enhancement
+
+    t1, t1c = config.sequences.index("t1"), config.sequences.index("t1c")
+    out = []
+    for image, label, brain in cases:
+        image, label, brain = PatchSampler._pad(image, label, brain, config.patch_size)
+        foreground, background = np.flatnonzero(label > 0), np.flatnonzero(brain & (label == 0))
+        case = {"image": torch.from_numpy(image).to(device=device, dtype=torch.float16),
+                "label": torch.from_numpy(label[None]).to(device),
+                "fg": foreground if foreground.size else background, "bg": background}
+        if config.remove_enhancement > 0 and (label == 3).any():
+            plain_t1c, plain_label = remove_enhancement(image[t1c], image[t1], label, brain)
+            plain = image.copy()
+            plain[t1c] = np.where(brain, plain_t1c, image[t1c])
+            case["plain"] = {"image": torch.from_numpy(plain).to(device=device, dtype=torch.float16),
+                             "label": torch.from_numpy(plain_label[None]).to(device)}
+        out.append(case)
+    return out
+
+
+class PatchSampler:
+    """Draws augmented training batches from cases held on the training device.
+
+    Args:
+        cases: from :func:`device_cases`.
+        config: the recipe (patch size, batch size, tumour fraction, augmentation, enhancement removal).
+        device: the training device.
+        seed: of the patch and augmentation draws (default: the recipe's).
+    """
+
+    def __init__(self, cases: list[dict], config: TrainConfig, device: str, seed: int | None = None):
         import torch
         from monai.transforms import RandCropByPosNegLabeld
 
+        seed = config.seed if seed is None else seed
         self.torch = torch
         self.config = config
         self.device = device
-        self.cases = []
-        for image, label, brain in cases:
-            image, label, brain = self._pad(image, label, brain, config.patch_size)
-            foreground = np.flatnonzero(label > 0)
-            background = np.flatnonzero(brain & (label == 0))
-            self.cases.append({
-                "image": torch.from_numpy(image).to(device=device, dtype=torch.float16),
-                "label": torch.from_numpy(label[None]).to(device),
-                "fg": foreground if foreground.size else background,
-                "bg": background,
-            })
+        self.cases = cases
         pos = config.tumour_fraction
         self.crop = RandCropByPosNegLabeld(["image", "label"], "label", config.patch_size, pos=pos, neg=1 - pos,
                                            num_samples=1, fg_indices_key="fg", bg_indices_key="bg")
         self.augment = _augmentations(config, device)
-        self.rng = np.random.RandomState(config.seed)
-        self.crop.set_random_state(config.seed)
-        self.augment.set_random_state(config.seed + 1)
+        self.rng = np.random.RandomState(seed)
+        self.crop.set_random_state(seed)
+        self.augment.set_random_state(seed + 1)
 
     @staticmethod
     def _pad(image, label, brain, size):
@@ -116,6 +141,8 @@ class PatchSampler:
         images, targets = [], []
         for _ in range(self.config.batch_size):
             case = self.cases[self.rng.randint(len(self.cases))]
+            if self.config.remove_enhancement > 0 and "plain" in case and self.rng.rand() < self.config.remove_enhancement:
+                case = {**case, **case["plain"]}  # this time a non-enhancing tumour
             sample = self.crop(case)[0]
             sample["image"] = sample["image"].float()
             sample = self.augment(sample)

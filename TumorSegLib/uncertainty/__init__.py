@@ -7,7 +7,14 @@ runs them and returns an :class:`UncertaintyResult` (:mod:`.result`): mean proba
 grid of the input.
 """
 
-from .intervals import DOUBT_RANGE, FLAG_THRESHOLDS, RegionUncertainty, VolumeInterval
+from .intervals import (
+    DOUBT_RANGE,
+    FLAG_THRESHOLDS,
+    IntervalCalibration,
+    RegionUncertainty,
+    VolumeInterval,
+    move_enhancing_to_core,
+)
 from .maps import CLASS_NAMES, binary_entropy, class_probabilities, normalised_entropy
 from .methods import DEFAULT_METHODS, Draw, Jitter, Method, parse_methods, plan_draws, require_dropout
 from .result import UncertaintyResult
@@ -16,6 +23,7 @@ from .sampling import DEFAULT_SAMPLES, GPU_BATCH, MIN_SAMPLES, Sampler, estimate
 __all__ = [
     "Method", "DEFAULT_METHODS", "DEFAULT_SAMPLES", "MIN_SAMPLES", "GPU_BATCH", "FLAG_THRESHOLDS", "DOUBT_RANGE",
     "CLASS_NAMES", "Draw", "Jitter", "parse_methods", "plan_draws", "Sampler", "require_dropout",
-    "class_probabilities", "normalised_entropy", "binary_entropy", "VolumeInterval", "RegionUncertainty",
+    "class_probabilities", "normalised_entropy", "binary_entropy", "IntervalCalibration", "VolumeInterval", "move_enhancing_to_core",
+    "RegionUncertainty",
     "UncertaintyResult", "estimate_uncertainty",
 ]

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inference import Predictor, forward
+from ..inference import Predictor, forward_safely
 from ..labels import Region, region_volumes_ml
 from ..postprocessing import PostProcessing, postprocess
 from ..volume import Volume
-from .intervals import DOUBT_RANGE, FLAG_THRESHOLDS, region_summaries, volume_interval
+from .intervals import DOUBT_RANGE, FLAG_THRESHOLDS, IntervalCalibration, region_summaries, volume_interval
 from .maps import Moments, normalised_entropy
 from .methods import DEFAULT_METHODS, Draw, Jitter, Method, augment, parse_methods, plan_draws, require_dropout
 from .result import UncertaintyResult
@@ -64,20 +64,22 @@ class Sampler:
                 out.append([draw])
         return out
 
-    def __call__(self, image: np.ndarray, draws: Sequence[Draw]) -> Iterator[tuple[Draw, object]]:
+    def __call__(self, image: np.ndarray, draws: Sequence[Draw], progress: Callable[[float], None] | None = None
+                 ) -> Iterator[tuple[Draw, object]]:
         """Yield (draw, logits) with logits a torch tensor (3, I, J, K) on the predictor's device.
 
         Args:
             image: model input (C, I, J, K) float32.
             draws: from :func:`~TumorSegLib.uncertainty.methods.plan_draws`; run in :meth:`batches` order.
+            progress: called with the fraction of the current batch's windows done, after each window.
         """
         import torch
 
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.predictor.device)
         for batch in self.batches(draws):
-            yield from zip(batch, self._run_batch(tensor, batch))
+            yield from zip(batch, self._run_batch(tensor, batch, progress))
 
-    def _run_batch(self, tensor, batch: list[Draw]) -> list:
+    def _run_batch(self, tensor, batch: list[Draw], progress: Callable[[float], None] | None = None) -> list:
         import torch
 
         predictor = self.predictor
@@ -85,8 +87,8 @@ class Sampler:
         if batch[0].dropout:
             require_dropout(network, predictor.spec.id)
         inputs, undo = zip(*(augment(tensor, draw, self.jitter) for draw in batch))
-        logits = forward(network, torch.stack(inputs), predictor.spec, predictor.overlap, batch[0].dropout,
-                         seed=batch[0].seed or 0)
+        logits = forward_safely(predictor, network, torch.stack(inputs), batch[0].dropout, seed=batch[0].seed or 0,
+                                progress=progress)
         return [restore(sample) for sample, restore in zip(logits, undo)]
 
 
@@ -118,7 +120,10 @@ def _sample(predictor: Predictor, model_input: Volume, draws: list[Draw], settin
             if elapsed + elapsed / len(tally.done) * len(batch) > time_budget_s:
                 tally.budget_limited = True
                 break
-        for draw, logits in sampler(model_input.array, batch):
+        windows = lambda fraction, batch=batch, expected=expected: report(  # noqa: E731
+            min((len(tally.done) + fraction * len(batch)) / expected, 1.0),
+            f"uncertainty sample {len(tally.done) + 1}/{expected}: {batch[0].describe()}")
+        for draw, logits in sampler(model_input.array, batch, windows):
             if on_sample:
                 on_sample(draw, logits)
             probabilities = torch.sigmoid(logits)
@@ -191,14 +196,15 @@ def estimate_uncertainty(predictor: Predictor, model_input: Volume,
                     on_sample)
     thresholds = {**FLAG_THRESHOLDS, **{Region(k): float(v) for k, v in (flag_thresholds or {}).items()}}
     result = _summarise(tally, model_input, settings, thresholds, methods, planned=len(draws),
-                        device=predictor.device, time_budget_s=time_budget_s)
+                        device=predictor.device, time_budget_s=time_budget_s,
+                        volume_intervals=predictor.spec.volume_intervals)
     report(1.0, f"uncertainty: {tally.moments.count} samples in {tally.seconds:.0f} s")
     return result
 
 
 def _summarise(tally: _Tally, model_input: Volume, settings: PostProcessing, thresholds: dict[Region, float],
-               methods: tuple[Method, ...], planned: int, device: str, time_budget_s: float | None
-               ) -> UncertaintyResult:
+               methods: tuple[Method, ...], planned: int, device: str, time_budget_s: float | None,
+               volume_intervals: dict | None = None) -> UncertaintyResult:
     """Maps, labels, volume intervals and region scores from what sampling accumulated."""
     moments = tally.moments
     count = moments.count
@@ -211,17 +217,21 @@ def _summarise(tally: _Tally, model_input: Volume, settings: PostProcessing, thr
     mean_volume = model_input.with_array(mean.astype(np.float32))
     labels = postprocess(mean_volume, settings)
     estimates = region_volumes_ml(labels)
+    calibration = IntervalCalibration.from_dict(volume_intervals)
     as_map = lambda array: model_input.with_array(array.astype(np.float32))  # noqa: E731
     return UncertaintyResult(
         probabilities=mean_volume, class_probabilities=as_map(classes), entropy=as_map(entropy),
         expected_entropy=as_map(expected_entropy), mutual_information=as_map(mutual_information),
         variance=as_map(variance), labels=labels,
-        volumes={key: volume_interval(estimates[key], tally.volumes.get(key, [])) for key in estimates},
+        volumes={key: volume_interval(key, estimates[key], tally.volumes.get(key, []), calibration)
+                 for key in estimates},
         regions=region_summaries(mean, mutual_information, labels.array, model_input.voxel_volume_ml, thresholds),
         methods=methods, draws=tuple(tally.done), planned=planned, budget_limited=tally.budget_limited,
         seconds=tally.seconds, device=device, time_budget_s=time_budget_s,
         settings={"flag_thresholds": {r.value: t for r, t in thresholds.items()}, "doubt_range": list(DOUBT_RANGE),
-                  "volume_interval": "5th-95th percentile of the samples",
+                  "volume_interval": "p5/p95: 5th-95th percentile of the samples; interval: calibrated on held-out "
+                                     "cross-validation residuals to contain the true volume in interval_coverage "
+                                     "of cases (see the model card)",
                   "entropy": "over labels BG/NCR/ED/ET, divided by log 4",
                   "score": "fraction in doubt: voxels with mean region probability in doubt_range / "
                            "(predicted region ∪ those voxels)"})

@@ -1,0 +1,134 @@
+"""Does the model invent enhancing tumour, and which enhancement check stops it? (held-out shared cases)
+
+Every shared case has some enhancing tumour, so the study makes the non-enhancing cases itself: each case is
+also segmented with its enhancement taken away (:func:`TumorSegLib.enhancement.remove_enhancement`: T1c inside
+the expert's ET made to look like non-enhancing tumour, truth ET → NCR). Each case is segmented by the fold
+network that never saw it. The probabilities are kept (``--out``), then every candidate
+:class:`~TumorSegLib.enhancement.EnhancementRule` is scored: ET Dice on the original cases, and ET volume and
+BraTS ET score on the made non-enhancing cases (an empty ET scores 1 there, any false ET 0). The best by a 3:1
+mix of the two goes into the registry.
+
+    python Testing/Benchmarks/enhancement_study.py [--data ../shared/data/brats2018] [--out runs/enhancement]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from TumorSegLib.enhancement import EnhancementRule, apply_rule, enhancement_contrast, remove_enhancement
+from TumorSegLib.inference import Predictor
+from TumorSegLib.labels import Label, to_internal_labels
+from TumorSegLib.metrics import dice
+from TumorSegLib.models import MODELS_DIR, get_model
+from TumorSegLib.pipeline import segment
+from TumorSegLib.postprocessing import PostProcessing, postprocess
+from TumorSegLib.training import find_cases
+from TumorSegLib.volume import Volume, read_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def made_non_enhancing(images: dict[str, Volume], truth: np.ndarray) -> tuple[dict[str, Volume], np.ndarray]:
+    brain = np.any([v.array != 0 for v in images.values()], axis=0)
+    t1c, labels = remove_enhancement(images["t1c"].array, images["t1"].array, truth, brain)
+    return {**images, "t1c": images["t1c"].with_array(np.where(brain, t1c, 0).astype(np.float32))}, labels
+
+
+def predict(out: Path, folds: list[list[str]], cases: dict, spec) -> None:
+    """Held-out probabilities of every case, original and made non-enhancing (kept; reruns skip them)."""
+    for k, fold_cases in enumerate(folds):
+        predictor = None
+        for case in fold_cases:
+            if all((out / f"{case}_{kind}.npz").exists() for kind in ("original", "nonenhancing")):
+                continue
+            predictor = predictor or Predictor(spec, "cpu", members=[k + 1])
+            images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+            truth = to_internal_labels(read_volume(cases[case]["label"]).array)
+            for kind, (inputs, _) in (("original", (images, truth)), ("nonenhancing", made_non_enhancing(images, truth))):
+                start = time.perf_counter()
+                result = segment(inputs, predictor=predictor)
+                np.savez_compressed(out / f"{case}_{kind}.npz",
+                                    probabilities=np.round(result.probabilities.array * 255).astype(np.uint8))
+                print(f"fold {k} {case} {kind}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def rules() -> list[EnhancementRule]:
+    """The candidates: a voxel threshold, alone or with pieces needing strongly enhancing voxels, with or without
+    smoothing and a smallest piece (the grid a first, wider search narrowed down to)."""
+    grid = [EnhancementRule()]
+    for smoothing in (0.0, 1.0):
+        for low in (1.0, 1.5):
+            for high, seeds in ((0.0, 0), (2.5, 50), (2.5, 200), (3.0, 200)):
+                grid += [EnhancementRule(low, high, seeds, smoothing, piece) for piece in (0.0, 1.0)]
+    return grid
+
+
+def score(out: Path, cases: dict, spec, with_t1: bool = True) -> list[dict]:
+    """Per candidate rule: ET Dice (original cases), ET mL and BraTS ET score (made non-enhancing), per case;
+    ``with_t1=False`` judges enhancement without the T1 (as for a study without one)."""
+    settings = PostProcessing.from_dict({**spec.postprocessing, "enhancement": {}})
+    candidates = rules()
+    rows = [{"rule": asdict(rule), "original_et_dice": [], "false_et_ml": []} for rule in candidates]
+    for path in sorted(out.glob("*_original.npz")):
+        case = path.name[: -len("_original.npz")]
+        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
+        brain = np.any([v.array != 0 for v in images.values()], axis=0)
+        altered, _ = made_non_enhancing(images, truth)
+        for kind, inputs in (("original", images), ("nonenhancing", altered)):
+            probabilities = images["t1c"].with_array(
+                np.load(out / f"{case}_{kind}.npz")["probabilities"].astype(np.float32) / 255)
+            labels = postprocess(probabilities, settings).array
+            tumour = ndimage.binary_dilation(labels > 0, np.ones((3, 3, 3), bool), iterations=3)
+            contrast = enhancement_contrast(inputs["t1c"].array, inputs["t1"].array if with_t1 else None,
+                                            brain & ~tumour)
+            for row, rule in zip(rows, candidates):
+                et = apply_rule(labels == Label.ET, contrast, rule)
+                if et.sum() * 0.001 < settings.min_enhancing_ml:  # as postprocess: too little ET to be real
+                    et = np.zeros_like(et)
+                if kind == "original":
+                    row["original_et_dice"].append(round(dice(et, truth == Label.ET), 4))
+                else:
+                    row["false_et_ml"].append(round(float(et.sum()) * 0.001, 2))
+        print(f"{case} scored", flush=True)
+    for row in rows:
+        row["mean_et_dice_original"] = round(float(np.mean(row["original_et_dice"])), 4)
+        row["mean_false_et_ml"] = round(float(np.mean(row["false_et_ml"])), 2)
+        row["cases_over_1ml"] = int(sum(v > 1 for v in row["false_et_ml"]))
+        row["nonenhancing_et_score"] = round(float(np.mean([v == 0 for v in row["false_et_ml"]])), 4)
+        # Most glioma cases enhance: weight the two sets 3:1, as a mixed test set might.
+        row["objective"] = round(0.75 * row["mean_et_dice_original"] + 0.25 * row["nonenhancing_et_score"], 4)
+    return sorted(rows, key=lambda row: -row["objective"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brats2018"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "enhancement"))
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--without-t1", action="store_true", help="judge enhancement without the T1")
+    args = parser.parse_args()
+    spec = get_model(args.model)
+    folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
+    cases = find_cases(Path(args.data))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predict(out, folds, cases, spec)
+    table = score(out, cases, spec, with_t1=not args.without_t1)
+    (out / f"enhancement_study{'_without_t1' if args.without_t1 else ''}.json").write_text(json.dumps(table, indent=2))
+    for row in table:
+        print(f"{row['rule']}: ET Dice (original) {row['mean_et_dice_original']:.4f}, false ET on made non-enhancing "
+              f"cases {row['mean_false_et_ml']:.2f} mL mean, {row['cases_over_1ml']} over 1 mL, BraTS ET score "
+              f"{row['nonenhancing_et_score']:.3f}, objective {row['objective']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Fit the volume intervals' calibration on held-out predictions, and measure their coverage honestly.
+
+Reads the held-out probabilities ``enhancement_study.py`` kept (each case segmented by the fold network that
+never saw it; original and made-non-enhancing cases), post-processes them as the pipeline does (with the
+registry's enhancement check), and fits split-conformal quantiles
+(:class:`TumorSegLib.uncertainty.IntervalCalibration`): per volume key, the score ``|true − estimate| /
+(estimate + stabiliser)`` at the rank that covers the target share of cases. Coverage is measured leaving one
+fold out (fit on four folds, count the fifth), so the reported figure is not the fitted one.
+
+    python Testing/Benchmarks/interval_calibration.py [--runs runs/enhancement] [--coverage 0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from TumorSegLib.enhancement import check_enhancement
+from TumorSegLib.labels import VOLUME_KEYS, region_volumes_ml, to_internal_labels
+from TumorSegLib.models import MODELS_DIR, get_model
+from TumorSegLib.postprocessing import PostProcessing, postprocess
+from TumorSegLib.training import find_cases
+from TumorSegLib.volume import read_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+STABILISER_ML = 1.0
+
+
+def held_out_volumes(runs: Path, cases: dict, spec) -> list[dict]:
+    """Per held-out prediction: case, kind, estimated and true volumes (mL) per key."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from enhancement_study import made_non_enhancing
+
+    settings = PostProcessing.from_dict(spec.postprocessing)
+    rows = []
+    for path in sorted(runs.glob("*_original.npz")):
+        case = path.name[: -len("_original.npz")]
+        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
+        brain = np.any([v.array != 0 for v in images.values()], axis=0)
+        altered, altered_truth = made_non_enhancing(images, truth)
+        for kind, inputs, true_labels in (("original", images, truth), ("nonenhancing", altered, altered_truth)):
+            probabilities = images["t1c"].with_array(
+                np.load(runs / f"{case}_{kind}.npz")["probabilities"].astype(np.float32) / 255)
+            labels, _ = check_enhancement(postprocess(probabilities, settings), inputs, brain,
+                                          settings.enhancement_rules)
+            rows.append({"case": case, "kind": kind, "estimate": region_volumes_ml(labels),
+                         "truth": region_volumes_ml(images["t1c"].with_array(true_labels))})
+    return rows
+
+
+def score(row: dict, key: str) -> float:
+    return abs(row["truth"][key] - row["estimate"][key]) / (row["estimate"][key] + STABILISER_ML)
+
+
+def quantile(scores: list[float], coverage: float) -> float:
+    """The split-conformal quantile: the ceil((n + 1) · coverage)-th smallest score."""
+    ordered = sorted(scores)
+    rank = min(len(ordered), math.ceil((len(ordered) + 1) * coverage))
+    return float(ordered[rank - 1])
+
+
+def covered(row: dict, key: str, q: float) -> bool:
+    estimate = row["estimate"][key]
+    margin = q * (estimate + STABILISER_ML)
+    return max(0.0, estimate - margin) - 1e-9 <= row["truth"][key] <= estimate + margin + 1e-9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brats2018"))
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "enhancement"))
+    parser.add_argument("--coverage", type=float, default=0.9)
+    args = parser.parse_args()
+    spec = get_model()
+    folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
+    fold_of = {case: k for k, fold in enumerate(folds) for case in fold}
+    rows = held_out_volumes(Path(args.runs), find_cases(Path(args.data)), spec)
+    fitted = {key: round(quantile([score(r, key) for r in rows], args.coverage), 4) for key in VOLUME_KEYS}
+    coverage = {}
+    for key in VOLUME_KEYS:
+        hits = []
+        for k in range(len(folds)):
+            q = quantile([score(r, key) for r in rows if fold_of[r["case"]] != k], args.coverage)
+            hits += [covered(r, key, q) for r in rows if fold_of[r["case"]] == k]
+        coverage[key] = round(float(np.mean(hits)), 3)
+    result = {"calibration": {"coverage": args.coverage, "stabiliser_ml": STABILISER_ML, "quantiles": fitted},
+              "leave_one_fold_out_coverage": coverage, "predictions": len(rows),
+              "note": "held-out fold networks (one member); original and made-non-enhancing cases"}
+    (Path(args.runs) / "interval_calibration.json").write_text(json.dumps({**result, "rows": rows}, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
