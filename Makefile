@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tumorseg-installed
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup demo test lint bench cv gpu-prepare train-gpu clean
+.PHONY: setup system-packages demo test lint bench cv gpu-prepare train-gpu clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml Resources/Python/requirements.txt Resources/Python/cons
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test]'
 	touch $@
+
+# Debian packages for DICOM validation, the Orthanc round trip and the PDF report (needs root or sudo; .ci/run
+# calls it); without them those tests skip, saying why.
+system-packages:
+	bash scripts/system_packages.sh
 
 demo: setup
 	$(BIN)/tumorseg demo -o demo_output

@@ -101,10 +101,12 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.autoAssignButton, "Could not assign the volumes.", lambda: session.auto_assign(node())),
             (self.ui.segmentEditorButton, "Could not open the Segment Editor.", lambda: session.open_segment_editor(node())),
             (self.ui.exportLabelmapButton, "Could not save the label map.", self.onExportLabelmap),
-            (self.ui.exportDicomButton, "Could not export DICOM SEG.", lambda: session.export_dicom_seg(node())),
+            (self.ui.exportDicomButton, "Could not export DICOM.", lambda: self._inFolder(
+                "Folder for the DICOM SEG, SR and uncertainty map", lambda folder: session.export_dicom(node(), folder))),
             (self.ui.addTimepointButton, "Could not add the visit.", lambda: session.add_timepoint(node(), True)),
             (self.ui.alignVisitsButton, "Could not align the visits.", session.align_visits),
-            (self.ui.exportTimelineButton, "Could not export the timeline.", self.onExportTimeline))
+            (self.ui.exportTimelineButton, "Could not export the timeline.",
+             lambda: self._inFolder("Folder for the timeline table and plot", session.export_timeline)))
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         for button, failure, action in actions:
             button.connect("clicked(bool)", lambda _=False, failure=failure, action=action: self._attempt(failure, action))
@@ -142,8 +144,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateGUI()
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
-    def onNodeAdded(self, caller, event, calldata):
-        # Loading a scene adds many nodes: onSceneEndImport handles it once. Label maps are never inputs.
+    def onNodeAdded(self, caller, event, calldata):  # a loading scene: onSceneEndImport, once; label maps: never
         if (isinstance(calldata, vtkMRMLScalarVolumeNode) and not calldata.IsA("vtkMRMLLabelMapVolumeNode")
                 and not slicer.mrmlScene.IsImporting()):
             # Deferred: readers and the DICOM plugin name the node and set its DICOM attributes after adding it.
@@ -152,8 +153,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
         self.logic.session.auto_assign(self._parameterNode, overwrite=False)
-        # Also here: a scene loaded while the module was closed had no one to restore it.
-        self.logic.session.restore_scene_state(self._parameterNode)
+        self.logic.session.restore_scene_state(self._parameterNode)  # a scene loaded while the module was closed
         self._updateGUI()
 
     def setParameterNode(self, inputParameterNode, connect: bool = True):
@@ -217,10 +217,10 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if path:
             self.logic.session.export_labelmap(self._parameterNode, path)
 
-    def onExportTimeline(self):
-        folder = qt.QFileDialog.getExistingDirectory(self.parent, "Folder for the timeline table and plot")
+    def _inFolder(self, title, action):
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, title)
         if folder:
-            self.logic.session.export_timeline(folder)
+            action(folder)
 
 
 class TumorSegLogic(ScriptedLoadableModuleLogic):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from enum import Enum
 from importlib import metadata
@@ -19,7 +19,7 @@ from typing import Any
 from .version import __version__
 from .volume import PathLike
 
-__all__ = ["SOFTWARE", "file_sha256", "input_record", "versions", "provenance"]
+__all__ = ["SOFTWARE", "file_sha256", "files_sha256", "input_record", "versions", "provenance"]
 
 SOFTWARE = "TumorSeg"
 _PACKAGES = ("torch", "monai", "SimpleITK", "numpy", "nibabel")
@@ -36,6 +36,14 @@ def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
     with open(path, "rb") as stream:
         for chunk in iter(lambda: stream.read(chunk_size), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_sha256(paths: Sequence[PathLike]) -> str:
+    """SHA-256 of a set of files (a DICOM series in any folders): of their hashes, sorted (order-free)."""
+    digest = hashlib.sha256()
+    for sha in sorted(file_sha256(path) for path in paths):
+        digest.update(f"{sha}\n".encode())
     return digest.hexdigest()
 
 

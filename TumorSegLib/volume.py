@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -19,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:  # SimpleITK is only needed when files are read or written.
     import SimpleITK as sitk
 
-__all__ = ["PathLike", "ImageReadError", "Volume", "read_volume", "write_volume", "same_grid"]
+__all__ = ["PathLike", "ImageReadError", "Volume", "read_volume", "read_dicom_files", "write_volume", "same_grid"]
 
 PathLike = Union[str, os.PathLike]  # not `|`: Slicer 5.8's Python 3.9 loads this module
 
@@ -123,29 +124,52 @@ def _read_dicom_series(directory: Path) -> sitk.Image:
     if len(series) > 1:
         raise ImageReadError(f"{directory} holds {len(series)} DICOM series ({', '.join(series)}); give a folder "
                              "with one series, or the study folder to 'tumorseg segment --study'")
-    files = reader.GetGDCMSeriesFileNames(str(directory), series[0])
-    _check_slice_spacing(directory, files)
-    reader.SetFileNames(files)
+    return _read_dicom_image(reader.GetGDCMSeriesFileNames(str(directory), series[0]), str(directory))
+
+
+def _read_dicom_image(files: Sequence[str], name: str) -> sitk.Image:
+    """The slices of one series stacked in order along their normal (file names say nothing about order);
+    missing, repeated or differently oriented slices refused."""
+    import SimpleITK as sitk
+
+    positions, orientations = [], set()
+    for path in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+        if not (reader.HasMetaDataKey("0020|0032") and reader.HasMetaDataKey("0020|0037")):
+            raise ImageReadError(f"{name}: {path} has no image position or orientation; export the series again "
+                                 "as standard DICOM images")
+        positions.append([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+        orientations.add(tuple(round(float(v), 3) for v in reader.GetMetaData("0020|0037").split("\\")))
+    if len(orientations) > 1:
+        raise ImageReadError(f"{name}: its slices have {len(orientations)} different orientations (a localiser or "
+                             "several stacks in one series); give a series of parallel slices")
+    row, column = np.array(next(iter(orientations))).reshape(2, 3)
+    along = np.array(positions) @ np.cross(row, column)
+    order = np.argsort(along)
+    if len(files) >= 3:
+        gaps = np.diff(along[order])
+        if gaps.min() <= 1e-3 or gaps.max() > 1.5 * np.median(gaps):
+            raise ImageReadError(f"{name}: slices are missing or repeated (slice gaps from {gaps.min():.2f} to "
+                                 f"{gaps.max():.2f} mm); export the complete series again")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([files[i] for i in order])
     return reader.Execute()
 
 
-def _check_slice_spacing(directory: Path, files: tuple[str, ...]) -> None:
-    """Refuse a series with missing slices (ITK would stack the rest as if evenly spaced)."""
-    import SimpleITK as sitk
+def read_dicom_files(files: Sequence[PathLike], name: str) -> Volume:
+    """Read the files of one DICOM series (any order, any folders) as a volume; ``name`` says which series in
+    messages.
 
-    positions = []
-    for name in files:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(name)
-        reader.ReadImageInformation()
-        if reader.HasMetaDataKey("0020|0032"):
-            positions.append([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
-    if len(positions) < 3 or len(positions) != len(files):
-        return
-    gaps = np.linalg.norm(np.diff(np.array(positions), axis=0), axis=1)
-    if gaps.min() <= 0 or gaps.max() > 1.5 * np.median(gaps):
-        raise ImageReadError(f"{directory}: slices are missing or repeated (slice gaps from {gaps.min():.2f} to "
-                             f"{gaps.max():.2f} mm); export the complete series again")
+    Raises:
+        ImageReadError: for missing or repeated slices, mixed orientations, or unreadable files.
+    """
+    try:
+        image = _read_dicom_image([str(f) for f in files], name)
+    except RuntimeError as error:
+        raise ImageReadError(f"cannot read {name} ({_first_line(error)}); export the series again") from error
+    return _checked_volume(image, name)
 
 
 def _check_nifti(path: Path) -> None:
@@ -195,12 +219,17 @@ def read_volume(path: PathLike) -> Volume:
         raise ImageReadError(f"cannot read {path} as an image (NIfTI, NRRD, MHA or a DICOM series folder): it is "
                              f"damaged, truncated or of another kind ({_first_line(error)}); copy or export it again"
                              ) from error
+    return _checked_volume(image, str(path))
+
+
+def _checked_volume(image: sitk.Image, name: str) -> Volume:
+    """A 3D single-channel image as a volume, or a clear refusal."""
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # some NIfTI writers add a unit 4th axis
         image = image[:, :, :, 0]
     if image.GetDimension() != 3:
-        raise ImageReadError(f"{path} is a {image.GetDimension()}D image; TumorSeg needs a 3D volume")
+        raise ImageReadError(f"{name} is a {image.GetDimension()}D image; TumorSeg needs a 3D volume")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ImageReadError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+        raise ImageReadError(f"{name} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                              "give a single-channel (grey-scale) MRI")
     return Volume.from_sitk(image)
 

@@ -11,6 +11,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from Testing.conftest import brain_phantom
@@ -265,19 +266,42 @@ def test_a_result_made_on_the_flair_grid_is_watched_shown_and_exported_on_that_g
     assert same_grid(exported, flair_volume) and (exported.array > 0).sum() == (flair_labels.array > 0).sum()
 
 
-def test_dicom_seg_export_needs_quantitative_reporting(module, slicer_app, monkeypatch):
+def test_the_result_goes_out_as_dicom_seg_and_sr_with_edits_marked_and_no_extension_needed(module, slicer_app,
+                                                                                            tmp_path):
+    import pydicom
     import slicer
 
-    from TumorSegLib.scene import DICOM_SEG_MISSING
+    from Testing.dicom_fixtures import write_study
+    from TumorSegLib.dicom import read_series, scan_folder, seg_labels, segment_specs
+    from TumorSegLib.scene import NOT_FROM_DICOM
 
-    logic = module.TumorSegLogic()
-    assert not logic.session.dicom_seg_export_available()
-    assert "QuantitativeReporting" in DICOM_SEG_MISSING and "Extensions Manager" in DICOM_SEG_MISSING
-    with pytest.raises(RuntimeError, match="QuantitativeReporting"):
-        logic.session.export_dicom_seg(logic.getParameterNode())
-    # QuantitativeReporting registers its plugin in slicer.modules.dicomPlugins when Slicer starts.
-    monkeypatch.setattr(slicer.modules, "dicomPlugins", {"DICOMSegmentationPlugin": object}, raising=False)
-    assert logic.session.dicom_seg_export_available()
+    images, labels = brain_phantom(shape=(40, 44, 24))
+    uids = write_study(images, tmp_path / "study", "ge")
+    series = next(s for s in scan_folder(tmp_path / "study") if s.series_uid == uids["t1c"])
+    by_uid = {pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID: str(path) for path in series.files}
+
+    scene, logic = slicer_app.scene, module.TumorSegLogic()
+    parameters = logic.getParameterNode()
+    reference = mrml.add_volume_node(scene, read_series(series), "AX T1 POST GAD")
+    parameters.t1cVolume = reference
+    parameters.outputSegmentation = mrml.create_segmentation_node(scene, labels, reference, "Case TumorSeg", show_3d=False)
+    parameters.outputSegmentation.SetAttribute("TumorSeg.Model", "brats18-segresnet8")
+    with pytest.raises(ValueError, match="not loaded from DICOM"):
+        logic.session.export_dicom(parameters, tmp_path / "out")
+    assert "Save label map" in NOT_FROM_DICOM
+    reference.SetAttribute("DICOM.instanceUIDs", " ".join(by_uid))  # as Slicer's DICOM plugin sets it
+    ed = slicer.util.arrayFromSegmentBinaryLabelmap(parameters.outputSegmentation, "ED", reference)
+    ed[2:5, 2:5, 2:5] = 1  # the user corrects the oedema
+    slicer.util.updateSegmentBinaryLabelmapFromArray(ed, parameters.outputSegmentation, "ED", reference)
+
+    written = logic.session.export_dicom(parameters, tmp_path / "out", file_for_instance=by_uid.get)
+    assert set(written) == {"seg", "sr"}
+    seg = pydicom.dcmread(written["seg"])
+    assert [s.SegmentAlgorithmType for s in seg.SegmentSequence] == ["AUTOMATIC", "SEMIAUTOMATIC", "AUTOMATIC"]
+    edited = mrml.labels_from_segmentation(parameters.outputSegmentation, reference)
+    decoded = seg_labels(written["seg"], read_series(series), [pydicom.dcmread(f, stop_before_pixels=True)
+                                                              for f in series.files], segment_specs())
+    assert np.array_equal(decoded, edited.array)
 
 
 def test_logic_assigns_runs_shows_and_exports(module, slicer_app, synthetic_case, tmp_path):

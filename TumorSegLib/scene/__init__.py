@@ -12,6 +12,7 @@ Shared by the Slicer module and any other front end; pytest drives it on a real 
 * :mod:`.session` — the module's logic on one scene, used by every front end.
 """
 
+from .dicom_export import NOT_FROM_DICOM, export_dicom_results
 from .nodes import (
     ROLE_ATTRIBUTE,
     add_uncertainty_node,
@@ -44,7 +45,7 @@ from .segments import (
     segment_tag,
     terminology_entry,
 )
-from .session import DICOM_SEG_MISSING, UNKNOWN, RunStatus, SceneSession
+from .session import UNKNOWN, RunStatus, SceneSession
 from .timeline_nodes import TIMELINE_COLUMNS
 from .tracker import ALIGNED_TO_ATTRIBUTE, ALIGNMENT_ATTRIBUTE, LongitudinalTracker
 
@@ -55,6 +56,6 @@ __all__ = [
     "set_uncertainty_overlay", "RunResult", "SegmentationRun", "run_segmentation", "AI_HASH_TAG",
     "TERMINOLOGY_CONTEXT", "VOLUME_INTERVALS_ATTRIBUTE", "terminology_entry", "create_segmentation_node",
     "result_reference_volume", "labels_from_segmentation", "edited_labels", "segment_tag", "export_segmentation",
-    "UNKNOWN", "DICOM_SEG_MISSING", "RunStatus", "SceneSession", "TIMELINE_COLUMNS", "ALIGNMENT_ATTRIBUTE", "ALIGNED_TO_ATTRIBUTE",
+    "UNKNOWN", "NOT_FROM_DICOM", "export_dicom_results", "RunStatus", "SceneSession", "TIMELINE_COLUMNS", "ALIGNMENT_ATTRIBUTE", "ALIGNED_TO_ATTRIBUTE",
     "LongitudinalTracker",
 ]

@@ -20,19 +20,16 @@ from pathlib import Path
 from ..options import SegmentOptions
 from ..sequences import SEQUENCES
 from .dependencies import install_plan, missing_requirements
+from .dicom_export import export_dicom_results
 from .nodes import assign_volume_nodes
 from .results import ResultsWatcher, review_first, set_uncertainty_overlay
 from .run import SegmentationRun
 from .segments import export_segmentation, result_reference_volume
 from .tracker import LongitudinalTracker
 
-__all__ = ["UNKNOWN", "DICOM_SEG_MISSING", "RunStatus", "SceneSession"]
+__all__ = ["UNKNOWN", "RunStatus", "SceneSession"]
 
 UNKNOWN = "unknown"  # choice shown for a clinical input that was not recorded
-DICOM_SEG_MISSING = (
-    "Exporting DICOM SEG needs the QuantitativeReporting extension, which provides Slicer's DICOM "
-    "Segmentation plugin. Install QuantitativeReporting from the Extensions Manager (View > Extensions Manager), "
-    "restart Slicer, then export again. Meanwhile, 'Save label map...' writes NIfTI or NRRD.")
 _VOLUME_FIELDS = tuple(f"{key}Volume" for key in SEQUENCES)
 
 
@@ -247,22 +244,13 @@ class SceneSession:
         self._shown_overlay = shown
         return True
 
-    @staticmethod
-    def dicom_seg_export_available() -> bool:
-        """Slicer's own DICOM SEG export comes from QuantitativeReporting's DICOMSegmentationPlugin."""
-        import slicer
-
-        return "DICOMSegmentationPlugin" in (getattr(slicer.modules, "dicomPlugins", None) or {})
-
-    def export_dicom_seg(self, parameters) -> None:
-        """Open Slicer's DICOM export for the result (needs QuantitativeReporting; the message says so)."""
-        if not self.dicom_seg_export_available():
-            raise RuntimeError(DICOM_SEG_MISSING)
-        import DICOMLib
-        import slicer
-
-        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
-        DICOMLib.DICOMExportDialog(hierarchy.GetItemByDataNode(parameters.outputSegmentation)).execDialog()
+    def export_dicom(self, parameters, folder, file_for_instance=None) -> dict[str, str]:
+        """DICOM SEG, SR and uncertainty map of the (possibly edited) result into ``folder``, with TumorSeg's own
+        writer (no QuantitativeReporting needed); the source series comes from Slicer's DICOM database."""
+        if parameters is None or parameters.outputSegmentation is None:
+            raise ValueError("there is no result to export yet: run the segmentation first")
+        return export_dicom_results(parameters.outputSegmentation, self.result_reference(parameters),
+                                    parameters.uncertaintyVolume, folder, file_for_instance)
 
     def open_segment_editor(self, parameters) -> None:
         """Switch Slicer to the Segment Editor on the result, with its reference volume as source."""

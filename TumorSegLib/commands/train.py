@@ -1,7 +1,6 @@
 """The ``tumorseg train`` subcommand: k-fold training on BraTS-format folders (or a prepared cache).
 
-Kept beside the training code so the command line stays a thin dispatcher; user errors are ``ValueError``
-(the command line prints them in one line, exit status 2).
+User errors are ``ValueError`` (the command line prints them in one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -11,16 +10,14 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["add_train_command"]
+from .common import log
 
-
-def _log(message: str) -> None:
-    print(message, flush=True)
+__all__ = ["add_command"]
 
 
 def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[list[str]]]:
     """(cache folder, case names, folds): the cache built when needed, the split read or made once."""
-    from . import make_folds, prepare_cache
+    from ..training import make_folds, prepare_cache
 
     data, out = Path(args.data_dir), Path(args.output)
     cache = Path(args.cache) if args.cache else out / "cache"
@@ -28,7 +25,7 @@ def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[lis
         cache = data
         cases = sorted(p.stem for p in data.glob("*.npz") if not p.name.endswith(".partial.npz"))
     else:
-        cases = prepare_cache(data, cache, log=_log, skip_incomplete=args.skip_incomplete)
+        cases = prepare_cache(data, cache, log=log, skip_incomplete=args.skip_incomplete)
     folds_file = out / "folds.json"
     if folds_file.exists():
         folds = json.loads(folds_file.read_text())["folds"]
@@ -45,7 +42,7 @@ def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[lis
 
 
 def _train(args: argparse.Namespace) -> int:
-    from . import TrainConfig, train_runs
+    from ..training import TrainConfig, train_runs
 
     # Checked before the (slow) cache is built.
     if args.fold not in ("all", "every") and not args.fold.isdigit():
@@ -69,15 +66,15 @@ def _train(args: argparse.Namespace) -> int:
     for run in chosen:
         val_cases = [] if run == "all" else folds[int(run)]
         runs[f"fold{run}"] = ([c for c in cases if c not in val_cases], val_cases)
-        _log(f"[train] run {run}: {len(runs[f'fold{run}'][0])} training, {len(val_cases)} validation cases")
+        log(f"[train] run {run}: {len(runs[f'fold{run}'][0])} training, {len(val_cases)} validation cases")
     # Every run in one process, together: the cases go to the device once and small networks share it.
     train_runs(cache, Path(args.output), config, runs, resume=not args.no_resume,
-               resume_from=Path(args.resume_from) if args.resume_from else None, log=_log)
+               resume_from=Path(args.resume_from) if args.resume_from else None, log=log)
     return 0
 
 
 
-def add_train_command(commands) -> None:
+def add_command(commands) -> None:
     from ..options import Device, choices
 
     p = commands.add_parser("train", help="train a model on BraTS-format folders (k-fold cross-validation)")
