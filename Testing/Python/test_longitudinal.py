@@ -1,4 +1,5 @@
-"""Longitudinal tracking: timeline file, RANO 2.0 categories, nadir logic, new lesions, table, plot, real cases."""
+"""Longitudinal tracking: timeline file, rows over many visits, new lesions, table, plot, timelines built from
+folders of visits, real cases. The RANO rules themselves are in test_rano.py, lesion identity in test_targets.py."""
 
 import csv
 import datetime as dt
@@ -14,107 +15,29 @@ from Testing.conftest import brain_phantom
 from TumorSegLib.labels import Label, from_internal_labels, region_volumes_ml
 from TumorSegLib.longitudinal import (
     IMAGING_ONLY,
-    RANO_2_0,
+    Alignment,
+    Assessment,
     ClinicalStatus,
-    ResponseCategory,
     SteroidChange,
     Timeline,
     TimelineError,
     Timepoint,
-    classify_response,
+    assess_timeline,
+    build_timeline,
     format_rows,
+    identity,
+    measure_labels,
     parse_date,
     percent_change,
     run_track,
     study_date_from_dicom,
     timeline_rows,
 )
-from TumorSegLib.longitudinal.measurements import LesionMeasurement, TimepointMeasurements, read_label_map
+from TumorSegLib.longitudinal.measurements import read_label_map
 from TumorSegLib.registration import points_of, resample_moving, transform_error
 from TumorSegLib.volume import Volume, read_volume, write_volume
 
-BIDIMENSIONAL, VOLUMETRIC = RANO_2_0["bidimensional"], RANO_2_0["volumetric"]
 STABLE = dict(steroids=SteroidChange.STABLE, clinical_status=ClinicalStatus.STABLE)
-
-
-# --- category rules ------------------------------------------------------------------------------------
-
-
-def category(method, baseline, nadir, current, **facts) -> ResponseCategory:
-    facts = {"enhancing_disease": current > 0, **STABLE, **facts}
-    return classify_response(method, baseline, nadir, current, **facts).category
-
-
-@pytest.mark.parametrize("nadir", [400.0, 123.456, 0.3, 1.0 / 3.0])
-def test_category_flips_to_progression_exactly_at_plus_25_percent_vs_nadir(nadir):
-    baseline = 1.5 * nadir  # above the nadir, so the nadir (not the baseline) is what +25 % is measured from
-    at_threshold = nadir * (1 + BIDIMENSIONAL.pd_pct / 100)
-    assert category("bidimensional", baseline, nadir, at_threshold) is ResponseCategory.PD
-    assert category("bidimensional", baseline, nadir, at_threshold * (1 - 1e-6)) is ResponseCategory.SD
-
-
-@pytest.mark.parametrize("baseline", [900.0, 77.7, 0.7])
-def test_category_flips_to_partial_response_exactly_at_minus_50_percent_vs_baseline(baseline):
-    at_threshold = baseline * (1 + BIDIMENSIONAL.pr_pct / 100)
-    assert category("bidimensional", baseline, baseline, at_threshold) is ResponseCategory.PR
-    assert category("bidimensional", baseline, baseline, at_threshold * (1 + 1e-6)) is ResponseCategory.SD
-
-
-@pytest.mark.parametrize("baseline", [20.0, 3.3])
-def test_volumetric_categories_flip_exactly_at_minus_65_and_plus_40_percent(baseline):
-    response_at = baseline * (1 + VOLUMETRIC.pr_pct / 100)
-    progression_at = baseline * (1 + VOLUMETRIC.pd_pct / 100)
-    assert category("volumetric", baseline, baseline, response_at) is ResponseCategory.PR
-    assert category("volumetric", baseline, baseline, response_at * (1 + 1e-6)) is ResponseCategory.SD
-    assert category("volumetric", baseline, baseline, progression_at) is ResponseCategory.PD
-    assert category("volumetric", baseline, baseline, progression_at * (1 - 1e-6)) is ResponseCategory.SD
-
-
-def test_progression_is_measured_from_the_nadir_even_below_baseline():
-    baseline, nadir = 900.0, 400.0
-    current = nadir * 1.3  # +30 % vs nadir, still −42 % vs baseline
-    assert percent_change(baseline, current) < 0
-    assert category("bidimensional", baseline, nadir, current) is ResponseCategory.PD
-
-
-def test_no_enhancing_tumour_left_is_complete_response_unless_steroids_were_increased():
-    assert category("bidimensional", 900.0, 400.0, 0.0) is ResponseCategory.CR
-    assert category("bidimensional", 900.0, 400.0, 0.0, steroids="increased") is ResponseCategory.SD
-    assert category("volumetric", 12.0, 5.0, 0.0, steroids="decreased") is ResponseCategory.CR
-
-
-def test_partial_response_needs_stable_steroids_no_new_lesion_and_no_clinical_worsening():
-    assert category("bidimensional", 900.0, 900.0, 300.0) is ResponseCategory.PR
-    assert category("bidimensional", 900.0, 900.0, 300.0, steroids="increased") is ResponseCategory.SD
-    assert category("bidimensional", 900.0, 900.0, 300.0, new_lesions=1) is ResponseCategory.SD
-    assert category("bidimensional", 900.0, 900.0, 300.0, clinical_status="worse") is ResponseCategory.PD
-
-
-def test_increased_steroids_alone_never_make_progression():
-    assert category("bidimensional", 900.0, 900.0, 900.0, steroids="increased") is ResponseCategory.SD
-
-
-def test_a_new_measurable_lesion_is_progression_whatever_the_sum_of_products():
-    assert category("bidimensional", 900.0, 900.0, 400.0, new_lesions=1,
-                    new_measurable_lesions=1) is ResponseCategory.PD
-
-
-def test_measurable_disease_after_a_nadir_without_any_is_progression():
-    assert category("bidimensional", 900.0, 0.0, 150.0) is ResponseCategory.PD
-    # A small non-measurable speck after a nadir of nothing is not progression: still −99 % vs baseline.
-    assert category("volumetric", 12.0, 0.0, 0.05, measurable_disease=False) is ResponseCategory.PR
-    assert category("volumetric", 12.0, 0.0, 2.0, measurable_disease=True) is ResponseCategory.PD
-
-
-def test_every_category_carries_its_reasons_and_the_imaging_only_label():
-    response = classify_response("bidimensional", 900.0, 400.0, 520.0, enhancing_disease=True)
-    assert response.note == IMAGING_ONLY == "imaging only, needs clinical confirmation"
-    assert any("vs nadir" in reason for reason in response.reasons)
-    assert "clinical input" in " ".join(classify_response("bidimensional", 900.0, 900.0, 300.0,
-                                                          enhancing_disease=True).reasons)
-
-
-# --- timeline file -------------------------------------------------------------------------------------
 
 
 def test_dates_are_read_from_iso_text_or_dicom_study_date():
@@ -142,7 +65,7 @@ def test_timeline_round_trips_through_json_with_paths_relative_to_its_folder(tmp
     ], baseline_id="post-RT")
     path = timeline.save(folder / "timeline.json")
     data = json.loads(path.read_text())
-    assert data["schema"] == "tumorseg-timeline" and data["schema_version"] == 1
+    assert data["schema"] == "tumorseg-timeline" and data["schema_version"] == 2
     assert data["timepoints"][0]["segmentation"] == "v0/seg.nii.gz"
     assert data["timepoints"][0]["date"] == "2024-01-15"
 
@@ -185,41 +108,46 @@ def test_a_missing_timeline_file_is_named():
 # --- rows: nadir over many visits ----------------------------------------------------------------------
 
 
-def measured(et_ml: float, spd_mm2: float) -> TimepointMeasurements:
-    """Measurements of one visit: a single square-ish lesion whose product is ``spd_mm2`` (0: none measurable)."""
-    volumes = {"NCR": 2.0, "ED": 20.0, "ET": et_ml, "TC": 2.0 + et_ml, "WT": 22.0 + et_ml}
-    lesions = ()
-    if et_ml > 0:
-        side = float(np.sqrt(spd_mm2)) if spd_mm2 else 5.0
-        point = (0.0, 0.0, 0.0)
-        lesions = (LesionMeasurement(1, et_ml, point, 5, side, side, (point, point), (point, point), spd_mm2 > 0),)
-    return TimepointMeasurements(volumes, lesions, (1,) if spd_mm2 else (), spd_mm2)
+def disc_labels(radius_mm: float) -> Volume:
+    """One enhancing disc (radius in mm; 0: none) in oedema, on a 1 x 1 x 2 mm grid."""
+    i, j, k = np.indices((80, 80, 24), dtype=float)
+    array = np.zeros((80, 80, 24), np.uint8)
+    array[((i - 40) ** 2 + (j - 40) ** 2 <= 24**2) & (np.abs(k - 12) <= 5)] = Label.ED
+    if radius_mm:
+        array[((i - 40) ** 2 + (j - 40) ** 2 <= radius_mm**2) & (np.abs(k - 12) <= 3)] = Label.ET
+    return Volume(array, (1.0, 1.0, 2.0))
 
 
 def test_rows_follow_the_nadir_over_six_visits_including_one_without_enhancing_tumour():
-    visits = [("pre-op", None), ("v0", measured(20.0, 900.0)), ("v1", measured(8.0, 400.0)),
-              ("v2", measured(9.0, 460.0)), ("v3", measured(0.0, 0.0)), ("v4", measured(3.0, 150.0)), ("v5", None)]
+    radii = [("pre-op", None), ("v0", 16), ("v1", 10), ("v2", 11), ("v3", 0), ("v4", 7), ("v5", None)]
     start = dt.date(2024, 1, 1)
-    timeline = Timeline("P", [Timepoint(name, start + dt.timedelta(days=60 * n), measurements=m, **STABLE)
-                              for n, (name, m) in enumerate(visits)], baseline_id="v0")
+    labels = {name: disc_labels(r) for name, r in radii if r is not None}
+    timeline = Timeline("P", [Timepoint(name, start + dt.timedelta(days=60 * n), **STABLE,
+                                        measurements=measure_labels(labels[name]) if name in labels else None)
+                              for n, (name, _) in enumerate(radii)], baseline_id="v0")
+    timeline.get("v3").steroids = SteroidChange.OFF
     timeline.timepoints.reverse()  # file order must not matter: rows come by date
-    rows = {row["timepoint"]: row for row in timeline_rows(timeline)}
-    assert [row["timepoint"] for row in timeline_rows(timeline)] == [name for name, _ in visits]
-
+    followup = assess_timeline(timeline, labels, {name: Alignment(identity(), "test") for name in labels})
+    ordered = timeline_rows(timeline, followup)
+    rows = {row["timepoint"]: row for row in ordered}
+    assert [row["timepoint"] for row in ordered] == [name for name, _ in radii]
+    spd = {name: rows[name]["spd_mm2"] for name in labels}
     assert rows["pre-op"]["category"] == "pre-baseline"
     assert rows["v0"]["category"] == "baseline" and rows["v0"]["days_from_baseline"] == 0
-    assert rows["v1"]["category"] == "PR"
-    assert rows["v1"]["spd_change_vs_baseline_pct"] == pytest.approx(percent_change(900.0, 400.0), abs=0.01)
-    # v2 grows 15 % over the nadir (v1): still stable; the nadir is v1, not the baseline.
-    assert rows["v2"]["spd_change_vs_nadir_pct"] == pytest.approx(percent_change(400.0, 460.0), abs=0.01)
-    assert rows["v2"]["ET_change_vs_nadir_ml"] == pytest.approx(9.0 - 8.0)
-    assert rows["v2"]["category"] == "SD"
-    assert rows["v3"]["category"] == "CR" and rows["v3"]["rano_volumetric"] == "CR"
+    # Responses are confirmed by the next scan (60 days later) when it sustains them: v1 by v2's PR, v2 by
+    # v3's CR; v3's CR is not sustained (v4 progresses), so v3 is SD.
+    assert [(rows[n]["category"], rows[n]["confirmation"]) for n in ("v1", "v2", "v3")] == [
+        ("PR", "confirmed"), ("PR", "confirmed"), ("SD", "not confirmed")]
+    assert rows["v1"]["spd_change_vs_baseline_pct"] == pytest.approx(percent_change(spd["v0"], spd["v1"]), abs=0.01)
+    # v2 grows over the nadir (v1) by less than 25 %: the nadir is v1, not the baseline.
+    assert rows["v2"]["spd_change_vs_nadir_pct"] == pytest.approx(percent_change(spd["v1"], spd["v2"]), abs=0.01)
+    assert rows["v2"]["ET_change_vs_nadir_ml"] == pytest.approx(rows["v2"]["ET_ml"] - rows["v1"]["ET_ml"], abs=1e-3)
+    assert rows["v3"]["ET_ml"] == 0 and "CR not sustained at v4" in rows["v3"]["category_reasons"]
     # v4: measurable disease again after a nadir of none (v3): progression, change vs nadir undefined.
     assert rows["v4"]["category"] == "PD" and rows["v4"]["spd_change_vs_nadir_pct"] is None
-    assert rows["v4"]["ET_change_vs_baseline_ml"] == pytest.approx(3.0 - 20.0)
-    assert rows["v5"]["category"] == "NE"
+    assert rows["v5"]["category"] == "after PD"  # not scored against a baseline that progression ended
     assert all(rows[name]["note"] == IMAGING_ONLY for name in ("v1", "v2", "v3", "v4"))
+    assert all(row["assessment"] == "enhancing" for row in ordered)
 
 
 # --- run_track end to end on synthetic visits ----------------------------------------------------------
@@ -284,20 +212,23 @@ def test_run_track_writes_table_plot_and_transforms_and_finds_the_new_lesion(tmp
     entries.append({"id": "v4", "date": "2024-09-01"})  # planned visit, not segmented yet
     timeline_path = tmp_path / "timeline.json"
     timeline_path.write_text(json.dumps({"schema": "tumorseg-timeline", "schema_version": 1, "patient_id": "phantom",
-                                         "timepoints": entries}))
+                                         "timepoints": entries}))  # version 1 files still load
 
     # The phantom is small (72 × 72 × 48 mm): register it at its own 1 mm resolution, not the default 2 mm.
     result = run_track(timeline_path, tmp_path / "out", save_measurements=True,
                        registration_options={"working_spacing_mm": None})
     rows = {row["timepoint"]: row for row in result["rows"]}
-    assert [rows[f"v{n}"]["category"] for n in range(5)] == ["baseline", "PR", "CR", "PD", "NE"]
+    # v1's PR is not sustained at v2's scan? v2 is a CR (stronger): PR confirmed; v2's CR is not sustained (v3 PD).
+    assert [rows[f"v{n}"]["category"] for n in range(5)] == ["baseline", "PR", "SD", "PD", "after PD"]
+    assert rows["v1"]["confirmation"] == "confirmed" and rows["v2"]["confirmation"] == "not confirmed"
     assert rows["v3"]["new_lesions"] == 1 and rows["v3"]["new_measurable_lesions"] == 1
     assert rows["v1"]["new_lesions"] == 0
     assert rows["v2"]["ET_ml"] == 0 and rows["v2"]["WT_ml"] > 0  # oedema left, no enhancing tumour
-    new_lesion = next(status for status in result["lesions"]["v3"] if status["new"])
-    old_lesion = next(status for status in result["lesions"]["v3"] if not status["new"])
-    assert old_lesion["distance_mm"] == pytest.approx(0.0, abs=1.0)
-    assert new_lesion["distance_mm"] > 10.0  # far beyond the 5 mm tolerance
+    at_v3 = {lesion["lesion"]: lesion for lesion in result["lesions"] if lesion["visit"] == "v3"}
+    assert at_v3["T1"]["state"] == "present" and at_v3["N1"]["state"] == "new" and at_v3["N1"]["measurable"]
+    with open(result["lesion_table"], newline="") as stream:
+        assert {line["lesion"] for line in csv.DictReader(stream)} == {"T1", "N1"}
+    assert json.loads(open(result["json"]).read())["rows"][3]["category"] == "PD"
 
     with open(result["table"], newline="") as stream:
         table = list(csv.DictReader(stream))
@@ -405,3 +336,50 @@ def test_visits_on_one_date_must_say_which_came_first_not_the_file_order():
     assert [tp.id for tp in again.ordered()] == ["base", "morning", "evening"]
     with pytest.raises(TimelineError, match="'order' must be 1, 2"):
         Timeline.from_dict({**timeline.to_dict(), "timepoints": [{**timeline.to_dict()["timepoints"][0], "order": 0}]})
+
+
+# --- timelines built from folders of visits ----------------------------------------------------------------
+
+
+def test_track_builds_the_timeline_from_a_folder_of_visits_and_adds_a_visit_in_one_command(
+        synthetic_case_files, tmp_path, capsys):
+    """A baseline given as image files with its label map (date in the folder name) and a follow-up as a DICOM
+    study (date from its StudyDate, segmented by track itself); no timeline written by hand."""
+    import shutil
+
+    from Testing.dicom_fixtures import write_study
+    from TumorSegLib.cli import main
+
+    visits = tmp_path / "patient"
+    baseline = visits / "2024-01-10_preop"
+    baseline.mkdir(parents=True)
+    for path in synthetic_case_files.values():
+        shutil.copy(path, baseline / path.name)
+    images = {key: read_volume(path) for key, path in synthetic_case_files.items() if key != "label"}
+    write_study(images, visits / "followup", "ge", study_date="20240410")
+    out = tmp_path / "track"
+    assert main(["track", str(visits), "-o", str(out), "--model", "brats18-segresnet8", "--json"]) == 0
+    printed = capsys.readouterr().out
+    timeline = Timeline.load(out / "timeline.json")
+    assert [(tp.id, tp.date.isoformat()) for tp in timeline.ordered()] == [("2024-01-10_preop", "2024-01-10"),
+                                                                          ("followup", "2024-04-10")]
+    assert timeline.get("2024-01-10_preop").segmentation.name.endswith("seg.nii.gz")  # the given label map
+    assert (out / "visits" / "followup" / "segmentation.seg.dcm").is_file()  # segmented by track
+    assert "followup" in printed and (out / "timeline_table.csv").is_file()
+
+    # One more command records clinical inputs; the follow-up is not segmented again.
+    stamp = (out / "visits" / "followup" / "segmentation.nii.gz").stat().st_mtime_ns
+    assert main(["track", str(visits), "-o", str(out), "--steroids", "followup=decreased", "--assessment",
+                 "non-enhancing"]) == 0
+    again = Timeline.load(out / "timeline.json")
+    assert again.get("followup").steroids is SteroidChange.DECREASED and again.assessment is Assessment.NON_ENHANCING
+    assert (out / "visits" / "followup" / "segmentation.nii.gz").stat().st_mtime_ns == stamp
+    rows = json.loads((out / "timeline_table.json").read_text())["rows"]
+    assert rows[1]["assessment"] == "non-enhancing" and rows[1]["steroids"] == "decreased"
+
+
+def test_a_visit_folder_without_a_date_is_named(tmp_path):
+    (tmp_path / "visits" / "mri_one").mkdir(parents=True)
+    write_volume(disc_labels(10), tmp_path / "visits" / "mri_one" / "case_t1ce.nii.gz")
+    with pytest.raises(TimelineError, match="mri_one: no date found.*2024-01-15"):
+        build_timeline(tmp_path / "visits", tmp_path / "out")

@@ -109,9 +109,10 @@ def segment_study(assignment, options, folder: Path, *, timeline: Path | None = 
     summary["series_assignment"] = assignment.as_dict()
     summary["provenance"] = provenance({key: _series_record(s) for key, s in assignment.chosen.items()}, options,
                                        command=["tumorseg", *sys.argv[1:]], study=study)
+    # The reference image beside its labels: follow-up visits register to it (tumorseg track).
+    image_path = write_volume(images[result.reference], folder / f"{result.reference}.nii.gz")
     tracked = None
     if timeline is not None:
-        image_path = write_volume(images[result.reference], folder / f"{result.reference}.nii.gz")
         tracked = _timeline_with_visit(timeline, study, folder / LABELS_FILE, image_path, result.reference, folder)
         summary["timeline"] = {"file": TIMELINE_FILE, "rows": tracked["rows"]}
     content = report_content(summary, images[result.reference], result.labels, uncertainty, study, tracked)

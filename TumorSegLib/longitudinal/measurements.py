@@ -37,16 +37,21 @@ from .diameters import axial_frame, lps, slice_diameters, slice_normal
 
 __all__ = [
     "MIN_DIAMETER_MM",
+    "MIN_LESION_ML",
     "MAX_TARGET_LESIONS",
     "LesionMeasurement",
     "TimepointMeasurements",
     "label_lesions",
+    "lesion_mask",
     "measure_lesions",
     "measure_labels",
     "read_label_map",
 ]
 
 MIN_DIAMETER_MM = 10.0
+# Components smaller than this (30 mm³, a sphere of 4 mm) are specks of a segmentation, not lesions a reader
+# would follow: left out of lesion tracking (their voxels still count in the volumes).
+MIN_LESION_ML = 0.03
 MAX_TARGET_LESIONS = 3  # RANO 2.0 target lesions; RANO 2010 allowed up to 5
 MIN_AXIAL_SLICES = 2
 # Slices thicker than this need diameters of twice the slice thickness to be measurable (RANO).
@@ -123,6 +128,11 @@ class TimepointMeasurements:
     target_lesions: tuple[int, ...] = ()
     sum_of_products_mm2: float = 0.0
     settings: dict = field(default_factory=dict)
+    t2_lesions: tuple[LesionMeasurement, ...] = ()  # T2/FLAIR (whole-tumour) lesions, for non-enhancing disease
+
+    def lesions_of(self, region: str) -> tuple[LesionMeasurement, ...]:
+        """The enhancing (``ET``) or T2/FLAIR (``WT``) lesions."""
+        return self.lesions if region == "ET" else self.t2_lesions
 
     @property
     def has_enhancing_disease(self) -> bool:
@@ -136,7 +146,7 @@ class TimepointMeasurements:
     def to_dict(self) -> dict:
         return {"volumes_ml": dict(self.volumes_ml), "sum_of_products_mm2": round(self.sum_of_products_mm2, 3),
                 "target_lesions": list(self.target_lesions), "lesions": [lesion.to_dict() for lesion in self.lesions],
-                "settings": dict(self.settings)}
+                "t2_lesions": [lesion.to_dict() for lesion in self.t2_lesions], "settings": dict(self.settings)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TimepointMeasurements":
@@ -148,8 +158,9 @@ class TimepointMeasurements:
         try:
             volumes = {str(k): float(v) for k, v in data["volumes_ml"].items()}
             lesions = tuple(LesionMeasurement.from_dict(item) for item in data.get("lesions", []))
+            t2_lesions = tuple(LesionMeasurement.from_dict(item) for item in data.get("t2_lesions", []))
             return cls(volumes, lesions, tuple(int(i) for i in data.get("target_lesions", [])),
-                       float(data.get("sum_of_products_mm2", 0.0)), dict(data.get("settings", {})))
+                       float(data.get("sum_of_products_mm2", 0.0)), dict(data.get("settings", {})), t2_lesions)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"measurements are malformed ({error!r}); delete them to have them recomputed") from error
 
@@ -194,9 +205,18 @@ def label_lesions(enhancing: np.ndarray) -> tuple[np.ndarray, int]:
     return relabel[components], int(count)
 
 
-def measure_lesions(labels: Volume, min_diameter_mm: float = MIN_DIAMETER_MM, max_tilt_deg: float = 1.0
-                    ) -> tuple[LesionMeasurement, ...]:
-    """Bidimensional measurement of every enhancing lesion of an internal label map.
+def lesion_mask(labels: np.ndarray, region: str = "ET") -> np.ndarray:
+    """The voxels whose lesions are measured: enhancing tumour (``ET``), or the T2/FLAIR abnormality (``WT``,
+    every tumour label) for the non-enhancing assessment."""
+    if region not in ("ET", "WT"):
+        raise ValueError(f"lesions are measured on ET or WT, got {region!r}")
+    return labels == Label.ET if region == "ET" else labels > 0
+
+
+def measure_lesions(labels: Volume, min_diameter_mm: float = MIN_DIAMETER_MM, max_tilt_deg: float = 1.0,
+                    region: str = "ET") -> tuple[LesionMeasurement, ...]:
+    """Bidimensional measurement of every lesion of an internal label map: enhancing (``region='ET'``) or
+    T2/FLAIR (``'WT'``).
 
     Args:
         labels: internal label map (I, J, K) with codes {0, 1, 2, 3}; any spacing and direction.
@@ -209,7 +229,7 @@ def measure_lesions(labels: Volume, min_diameter_mm: float = MIN_DIAMETER_MM, ma
     """
     from scipy import ndimage
 
-    components, count = label_lesions(labels.array == Label.ET)
+    components, count = label_lesions(lesion_mask(labels.array, region))
     if count == 0:
         return ()
     # Sizes and centres of mass from the lesion voxels only (cheaper than scanning the whole grid per lesion).
@@ -278,9 +298,10 @@ def measure_labels(labels: Volume, min_diameter_mm: float = MIN_DIAMETER_MM,
     if max_target_lesions < 1:
         raise ValueError(f"max_target_lesions must be at least 1, got {max_target_lesions}")
     lesions = measure_lesions(labels, min_diameter_mm, max_tilt_deg)
+    t2_lesions = measure_lesions(labels, min_diameter_mm, max_tilt_deg, region="WT")
     targets = sorted((lesion for lesion in lesions if lesion.measurable), key=lambda lesion: -lesion.product_mm2)
     targets = targets[:max_target_lesions]
     settings = {"min_diameter_mm": min_diameter_mm, "max_target_lesions": max_target_lesions,
                 "max_tilt_deg": max_tilt_deg}
     return TimepointMeasurements(region_volumes_ml(labels), lesions, tuple(t.index for t in targets),
-                                 float(sum(t.product_mm2 for t in targets)), settings)
+                                 float(sum(t.product_mm2 for t in targets)), settings, t2_lesions)

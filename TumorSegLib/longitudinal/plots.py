@@ -16,7 +16,8 @@ __all__ = ["plot_volumes"]
 
 
 def plot_volumes(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = "") -> Path:
-    """Plot ET, TC and WT volume (mL) against visit date, follow-ups labelled with their category; PNG.
+    """Plot ET, TC and WT volume (mL) against visit date, each visit labelled with its category and, when it
+    needs one, its confirmation state (preliminary, confirmed, not confirmed); PNG.
 
     Uses matplotlib's Agg canvas directly, so it never needs a display and never changes pyplot's backend.
     """
@@ -35,9 +36,10 @@ def plot_volumes(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str =
         axes.plot(dates, [row[f"{region.value}_ml"] for row in measured], marker=marker, linestyle=style,
                   color=REGION_COLORS[region], label=region.value)
     for date, row in zip(dates, measured):
-        if row.get("role") == "follow-up" and row.get("category"):
-            axes.annotate(row["category"], (date, row["WT_ml"]), textcoords="offset points", xytext=(0, 8),
-                          ha="center", fontsize=9)
+        if row.get("role") in ("follow-up", "baseline") and row.get("category"):
+            label = row["category"] + (f"\n({row['confirmation']})" if row.get("confirmation") else "")
+            axes.annotate(label, (date, row["WT_ml"]), textcoords="offset points", xytext=(0, 8), ha="center",
+                          fontsize=8, color="darkred" if row["category"] == "PD" else "black")
     axes.set_xlabel("visit date")
     axes.set_ylabel("volume (mL)")
     axes.set_ylim(bottom=0)

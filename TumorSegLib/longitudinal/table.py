@@ -9,12 +9,13 @@ from typing import Any
 
 from ..labels import VOLUME_KEYS
 from ..volume import PathLike
-from .lesions import Alignment, LesionStatus
+from .followup import FollowUp
+from .lesions import Alignment
 from .measurements import TimepointMeasurements
-from .rano import IMAGING_ONLY, RANO_2_0, RanoThresholds, ResponseCategory, classify_response, percent_change
+from .rano import IMAGING_ONLY, ResponseCategory, percent_change
 from .timeline import Timeline, Timepoint
 
-__all__ = ["timeline_rows", "write_table_csv", "format_rows", "PRINTED_COLUMNS"]
+__all__ = ["timeline_rows", "lesion_rows", "write_table_csv", "format_rows", "PRINTED_COLUMNS"]
 
 
 
@@ -22,64 +23,66 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def timeline_rows(timeline: Timeline, lesions: Mapping[str, Sequence[LesionStatus]] | None = None,
-                  alignments: Mapping[str, Alignment] | None = None, primary: str = "bidimensional",
-                  thresholds: Mapping[str, RanoThresholds] = RANO_2_0) -> list[dict]:
-    """One row per visit, by date: volumes, changes vs baseline and nadir, SPD, new lesions, categories.
+def timeline_rows(timeline: Timeline, followup: FollowUp, alignments: Mapping[str, Alignment] | None = None,
+                  primary: str = "bidimensional") -> list[dict]:
+    """One row per visit, by date: volumes, changes vs baseline and nadir, target SPD, new lesions, categories.
 
-    Uses each timepoint's stored ``measurements``; visits without them are "NE" (not evaluable).
+    Uses each timepoint's stored ``measurements`` and the follow-up assessment (:func:`assess_timeline`).
 
     Args:
         timeline: the visits.
-        lesions: per visit id, its lesions' new/old status (from :func:`lesion_status`); without it new
-            lesions are not assessed (blank).
+        followup: the lesions followed and each method's categories.
         alignments: per visit id, how it was aligned (shown in the row).
         primary: the method whose category fills the ``category`` column.
-        thresholds: per-method thresholds.
 
     Returns:
         A list of flat dicts (CSV-ready), volumes in mL, SPD in mm², changes in mL/mm² and %.
     """
-    if primary not in thresholds:
-        raise ValueError(f"primary must be one of {sorted(thresholds)}, got {primary!r}")
+    if primary not in followup.responses:
+        raise ValueError(f"primary must be one of {sorted(followup.responses)}, got {primary!r}")
     timeline.validate()
-    ordered = timeline.ordered()
-    baseline = timeline.baseline
-    start = next(n for n, tp in enumerate(ordered) if tp.id == baseline.id)
-    base = baseline.measurements
-    history: list[TimepointMeasurements] = []  # evaluated visits from baseline up to the current one
     rows = []
-    for position, tp in enumerate(ordered):
-        current = tp.measurements
-        row: dict[str, Any] = {"timepoint": tp.id, "date": tp.date.isoformat(),
-                               "days_from_baseline": (tp.date - baseline.date).days,
-                               "role": "baseline" if tp.id == baseline.id else
-                               ("pre-baseline" if position < start else "follow-up"),
-                               "corrected": tp.corrected}
-        values = _values(current)
-        _measure_columns(row, tp, current, values)
-        following = position > start and current is not None and base is not None
-        nadir = {key: min(_values(m)[key] for m in history) for key in values} if following and history else {}
-        _change_columns(row, values, _values(base) if position >= start and current is not None else {}, nadir)
-        statuses = (lesions or {}).get(tp.id)
-        new = [s for s in statuses if s.new] if statuses is not None else None
-        row["new_lesions"] = len(new) if new is not None and following else None
-        row["new_measurable_lesions"] = sum(s.measurable for s in new) if new is not None and following else None
+    nadir_history: dict[str, list[dict]] = {}  # per series baseline: values of its evaluated visits so far
+    for tp in timeline.ordered():
+        response = followup.responses[primary][tp.id]
+        series = response.baseline
+        base_tp = timeline.get(series) if series else None
+        values = _values(tp.measurements, followup.lesions.spd_mm2.get(tp.id))
+        row: dict[str, Any] = {"timepoint": tp.id, "date": tp.date.isoformat(), "series_baseline": series,
+                               "days_from_baseline": (tp.date - base_tp.date).days if base_tp else None,
+                               "role": _role(response), "corrected": tp.corrected}
+        _measure_columns(row, tp, tp.measurements, values)
+        history = nadir_history.setdefault(series, [])
+        scored = response.category not in (ResponseCategory.BASELINE, ResponseCategory.PRE_BASELINE,
+                                           ResponseCategory.NOT_EVALUABLE, ResponseCategory.AFTER_PROGRESSION)
+        base = _values(base_tp.measurements, followup.lesions.spd_mm2.get(series)) if base_tp and values else {}
+        nadir = {key: min(h[key] for h in history) for key in values} if scored and history else {}
+        _change_columns(row, values, base, nadir)
+        new, new_measurable = followup.lesions.new.get(tp.id, (None, None))
+        row["new_lesions"], row["new_measurable_lesions"] = (new, new_measurable) if scored else (None, None)
         row["alignment"] = alignments[tp.id].method if alignments and tp.id in alignments else ""
         row["steroids"] = tp.steroids.value if tp.steroids else ""
         row["clinical_status"] = tp.clinical_status.value if tp.clinical_status else ""
-        status = ("before the baseline visit" if position < start else
-                  "no segmentation measured at this visit" if current is None else
-                  "" if tp.id == baseline.id else "the baseline visit has no measurements" if base is None else None)
-        categories, reasons = _categories(row, tp, base, values, nadir, status, primary, thresholds)
-        for method, category in categories.items():
-            row[f"rano_{method}"] = category.value
-        row.update(category=categories[primary].value, category_method=primary, category_reasons=reasons,
-                   note=IMAGING_ONLY if following else "")
+        for method, by_visit in followup.responses.items():
+            row[f"rano_{method}"] = by_visit[tp.id].category.value
+            row[f"rano_{method}_confirmation"] = by_visit[tp.id].confirmation.value
+        row.update(category=response.category.value, confirmation=response.confirmation.value,
+                   category_method=primary, assessment=followup.assessment.value,
+                   category_reasons="; ".join(response.reasons), note=IMAGING_ONLY if scored else "")
         rows.append(row)
-        if position >= start and current is not None:
-            history.append(current)
+        if values and response.category is not ResponseCategory.PRE_BASELINE:
+            history.append(values)
     return rows
+
+
+def _role(response) -> str:
+    return {ResponseCategory.BASELINE: "baseline", ResponseCategory.PRE_BASELINE: "pre-baseline"}.get(
+        response.category, "follow-up")
+
+
+def lesion_rows(followup: FollowUp) -> list[dict]:
+    """The per-lesion list: every followed lesion (target, non-target, new) at every visit."""
+    return [row.as_dict() for row in followup.lesions.rows]
 
 
 def _measure_columns(row: dict, tp: Timepoint, current: TimepointMeasurements | None, values: dict) -> None:
@@ -89,9 +92,10 @@ def _measure_columns(row: dict, tp: Timepoint, current: TimepointMeasurements | 
         # The model's 5th-95th percentile volume; it describes the AI result, so not after hand edits.
         interval = tp.volume_intervals.get(key) if not tp.corrected else None
         row[f"{key}_interval_ml"] = f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else None
-    row["spd_mm2"] = _rounded(values.get("SPD"), 2)
+    row["spd_mm2"] = _rounded(values.get("SPD"), 2)  # of the target lesions chosen at the series' baseline
     row["enhancing_lesions"] = len(current.lesions) if current else None
     row["measurable_lesions"] = len(current.measurable_lesions) if current else None
+    row["t2_flair_lesions"] = len(current.t2_lesions) if current else None
 
 
 def _change_columns(row: dict, values: dict, base: dict, nadir: dict) -> None:
@@ -105,32 +109,12 @@ def _change_columns(row: dict, values: dict, base: dict, nadir: dict) -> None:
                                                      else None)
 
 
-def _categories(row: dict, tp: Timepoint, base: TimepointMeasurements | None, values: dict, nadir: dict,
-                status: str | None, primary: str, thresholds: Mapping[str, RanoThresholds]
-                ) -> tuple[dict[str, ResponseCategory], str]:
-    """Each method's category of the visit and the primary method's reasons; ``status`` says why a visit gets
-    no category (``None`` for an evaluable follow-up)."""
-    if status is not None:
-        role = {"before the baseline visit": ResponseCategory.PRE_BASELINE, "": ResponseCategory.BASELINE}
-        return {method: role.get(status, ResponseCategory.NOT_EVALUABLE) for method in thresholds}, status
-    current = tp.measurements
-    responses = {}
-    for method in thresholds:
-        key = "SPD" if method == "bidimensional" else "ET"
-        responses[method] = classify_response(
-            method, _values(base)[key], nadir[key], values[key],
-            enhancing_disease=current.has_enhancing_disease, baseline_enhancing_disease=base.has_enhancing_disease,
-            measurable_disease=bool(current.measurable_lesions), new_lesions=row["new_lesions"] or 0,
-            new_measurable_lesions=row["new_measurable_lesions"] or 0, steroids=tp.steroids,
-            clinical_status=tp.clinical_status, thresholds=thresholds)
-    return {method: response.category for method, response in responses.items()}, "; ".join(responses[primary].reasons)
-
-
-def _values(measurements: TimepointMeasurements | None) -> dict[str, float]:
+def _values(measurements: TimepointMeasurements | None, target_spd: float | None) -> dict[str, float]:
+    """Volumes, and the SPD of the baseline's target lesions as followed to this visit."""
     if measurements is None:
         return {}
-    return {**{key: float(measurements.volumes_ml.get(key, 0.0)) for key in VOLUME_KEYS},
-            "SPD": float(measurements.sum_of_products_mm2)}
+    spd = target_spd if target_spd is not None else float(measurements.sum_of_products_mm2)
+    return {**{key: float(measurements.volumes_ml.get(key, 0.0)) for key in VOLUME_KEYS}, "SPD": spd}
 
 
 def write_table_csv(rows: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
@@ -150,7 +134,7 @@ def write_table_csv(rows: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
 
 PRINTED_COLUMNS = ("timepoint", "date", "ET_ml", "TC_ml", "WT_ml", "ET_change_vs_baseline_pct",
                    "spd_mm2", "spd_change_vs_baseline_pct", "spd_change_vs_nadir_pct", "new_lesions",
-                   "rano_bidimensional", "rano_volumetric")
+                   "rano_bidimensional", "rano_volumetric", "confirmation")
 
 
 def format_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = PRINTED_COLUMNS) -> str:

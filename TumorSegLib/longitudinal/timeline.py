@@ -3,17 +3,20 @@ its folder), so it lives on outside 3D Slicer::
 
     {
       "schema": "tumorseg-timeline",
-      "schema_version": 1,
+      "schema_version": 2,
       "patient_id": "P001",
       "baseline": "v0",                       # optional; default: the earliest visit
+      "assessment": "enhancing",              # optional: enhancing | non-enhancing (T2/FLAIR), RANO 2.0
+      "radiotherapy_end": "2024-01-05",       # optional: progression within 12 weeks after it needs confirmation
       "timepoints": [
         {"id": "v0", "date": "2024-01-15",      # ISO date, or DICOM StudyDate "20240115"
          "images": {"t1": "v0/t1.nii.gz", "t1c": "v0/t1c.nii.gz", "t2": "...", "flair": "..."},  # optional
          "segmentation": "v0/seg.nii.gz",       # BraTS 2018 (ET = 4) or 2023 (ET = 3) codes
          "label_convention": null,              # optional: "brats2018" | "brats2023" | null (detect)
          "corrected": false,                    # segmentation corrected by hand
-         "steroids": "stable",                  # optional: dose vs baseline: increased | stable | decreased
+         "steroids": "stable",                  # optional, vs baseline: increased | stable | decreased | off
          "clinical_status": "stable",           # optional: worse | stable | better
+         "new_baseline": false,                 # optional: a new series starts here (e.g. a new line of therapy)
          "notes": "",
          "measurements": {...}}                 # optional, written by TumorSeg (see measurements.py)
       ]
@@ -34,13 +37,12 @@ from ..labels import VOLUME_KEYS, LabelConvention
 from ..sequences import SEQUENCES
 from ..volume import PathLike
 from .measurements import TimepointMeasurements
-from .rano import ClinicalStatus, SteroidChange
+from .rano import Assessment, ClinicalStatus, SteroidChange
 
-__all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "TimelineError", "parse_date", "study_date_from_dicom", "Timepoint",
-           "Timeline"]
+__all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "TimelineError", "parse_date", "Timepoint", "Timeline"]
 
 SCHEMA_NAME = "tumorseg-timeline"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added assessment, radiotherapy_end and new_baseline; version 1 files still load
 
 
 
@@ -65,31 +67,6 @@ def parse_date(value: str | dt.date) -> dt.date:
         except ValueError:
             continue
     raise ValueError(f"date {value!r} is not a date: give an ISO date YYYY-MM-DD or a DICOM StudyDate YYYYMMDD")
-
-
-def study_date_from_dicom(path: PathLike) -> dt.date:
-    """The StudyDate (0008,0020) of a DICOM file, or of the first file of a DICOM series folder.
-
-    Raises:
-        ValueError: if no DICOM file is found or it has no valid StudyDate.
-    """
-    import SimpleITK as sitk
-
-    path = Path(path)
-    if path.is_dir():
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-        if not series:
-            raise ValueError(f"{path} holds no DICOM series to read a StudyDate from")
-        path = Path(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])[0])
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise ValueError(f"cannot read {path} as DICOM: {error}") from error
-    if not reader.HasMetaDataKey("0008|0020") or not reader.GetMetaData("0008|0020").strip():
-        raise ValueError(f"{path} has no StudyDate (0008,0020); enter the visit date by hand")
-    return parse_date(reader.GetMetaData("0008|0020"))
 
 
 @dataclass
@@ -121,6 +98,7 @@ class Timepoint:
     notes: str = ""
     volume_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     order: int | None = None  # which came first among visits on the same date (1, 2, ...)
+    new_baseline: bool = False  # a new series starts here (e.g. a new line of therapy after progression)
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         """JSON-ready dict; paths relative to ``folder`` when given (and on the same drive)."""
@@ -136,6 +114,7 @@ class Timepoint:
             "notes": self.notes,
             "volume_intervals_ml": {key: [float(a), float(b)] for key, (a, b) in self.volume_intervals.items()},
             **({"order": self.order} if self.order is not None else {}),
+            **({"new_baseline": True} if self.new_baseline else {}),
         }
         if include_measurements and self.measurements is not None:
             out["measurements"] = self.measurements.to_dict()
@@ -143,8 +122,9 @@ class Timepoint:
 
 
 _TIMEPOINT_KEYS = {"id", "date", "images", "segmentation", "label_convention", "corrected", "steroids",
-                   "clinical_status", "notes", "measurements", "volume_intervals_ml", "order"}
-_TIMELINE_KEYS = {"schema", "schema_version", "patient_id", "baseline", "timepoints"}
+                   "clinical_status", "notes", "measurements", "volume_intervals_ml", "order", "new_baseline"}
+_TIMELINE_KEYS = {"schema", "schema_version", "patient_id", "baseline", "assessment", "radiotherapy_end",
+                  "timepoints"}
 
 
 def _relative(path: Path, folder: Path | None) -> str:
@@ -219,7 +199,14 @@ def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoin
         steroids=_enum(SteroidChange, data.get("steroids"), where, "steroids"),
         clinical_status=_enum(ClinicalStatus, data.get("clinical_status"), where, "clinical_status"),
         measurements=measurements, notes=str(data.get("notes", "") or ""), order=_order(data.get("order"), where),
-        volume_intervals={key: (float(a), float(b)) for key, (a, b) in intervals.items()})
+        volume_intervals={key: (float(a), float(b)) for key, (a, b) in intervals.items()},
+        new_baseline=_flag(data.get("new_baseline", False), where, "new_baseline"))
+
+
+def _flag(value: Any, where: str, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TimelineError(f"{where}: '{name}' must be true or false, got {value!r}")
+    return value
 
 
 def _order(value: Any, where: str) -> int | None:
@@ -240,12 +227,17 @@ class Timeline:
         timepoints: the visits (any order; :meth:`ordered` sorts them by date).
         baseline_id: the visit that changes are measured against; ``None`` means the earliest.
         path: the file it was loaded from or last saved to.
+        assessment: enhancing or non-enhancing (T2/FLAIR) disease, chosen per patient (RANO 2.0).
+        radiotherapy_end: end of radiotherapy, when known: imaging progression within 12 weeks after it needs a
+            confirmation scan.
     """
 
     patient_id: str = ""
     timepoints: list[Timepoint] = field(default_factory=list)
     baseline_id: str | None = None
     path: Path | None = None
+    assessment: Assessment = Assessment.ENHANCING
+    radiotherapy_end: dt.date | None = None
 
     def ordered(self) -> list[Timepoint]:
         """Visits by date, then by their ``order`` among visits on the same date."""
@@ -307,7 +299,8 @@ class Timeline:
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "patient_id": self.patient_id,
-                "baseline": self.baseline_id,
+                "baseline": self.baseline_id, "assessment": self.assessment.value,
+                "radiotherapy_end": self.radiotherapy_end.isoformat() if self.radiotherapy_end else None,
                 "timepoints": [tp.to_dict(folder, include_measurements) for tp in self.ordered()]}
 
     @classmethod
@@ -336,7 +329,12 @@ class Timeline:
         baseline = data.get("baseline")
         if baseline is not None and not isinstance(baseline, str):
             raise TimelineError(f"{source}: 'baseline' must be a timepoint id or null, got {baseline!r}")
-        timeline = cls(str(data.get("patient_id", "") or ""), timepoints, baseline)
+        assessment = _enum(Assessment, data.get("assessment"), source, "assessment") or Assessment.ENHANCING
+        try:
+            radiotherapy_end = parse_date(data["radiotherapy_end"]) if data.get("radiotherapy_end") else None
+        except ValueError as error:
+            raise TimelineError(f"{source}: radiotherapy_end: {error}") from None
+        timeline = cls(str(data.get("patient_id", "") or ""), timepoints, baseline, None, assessment, radiotherapy_end)
         try:
             timeline.validate()
         except TimelineError as error:

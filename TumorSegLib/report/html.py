@@ -175,7 +175,7 @@ _TIMELINE_HEADERS = {"timepoint": "Visit", "date": "Date", "ET_ml": "ET (mL)", "
                      "ET_change_vs_baseline_pct": "ET vs baseline (%)", "spd_mm2": "SPD (mm²)",
                      "spd_change_vs_baseline_pct": "SPD vs baseline (%)", "spd_change_vs_nadir_pct": "SPD vs nadir (%)",
                      "new_lesions": "New lesions", "rano_bidimensional": "RANO (2D)",
-                     "rano_volumetric": "RANO (volumetric)"}
+                     "rano_volumetric": "RANO (volumetric)", "confirmation": "Confirmation"}
 
 
 def render_html(content: ReportContent) -> str:

@@ -152,6 +152,7 @@ def edited_labels(segmentation_node, labels: Volume) -> set[str]:
 
 
 def export_segmentation(segmentation_node, reference_node, path,
-                        convention: LabelConvention | str = LabelConvention.BRATS2018):
-    """Write the (possibly edited) tumour segments as a label map file (NIfTI/NRRD by extension)."""
-    return write_label_map(labels_from_segmentation(segmentation_node, reference_node), path, convention)
+                        convention: LabelConvention | str = LabelConvention.BRATS2018, world: bool = True):
+    """Write the (possibly edited) tumour segments as a label map file (NIfTI/NRRD by extension);
+    ``world=False`` on the reference's native grid (a visit shown aligned keeps its own space)."""
+    return write_label_map(labels_from_segmentation(segmentation_node, reference_node, world), path, convention)

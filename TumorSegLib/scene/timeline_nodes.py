@@ -16,12 +16,13 @@ TIMELINE_COLUMNS = (
     ("WT interval (mL)", "WT_interval_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
     ("ET vs nadir (%)", "ET_change_vs_nadir_pct"), ("SPD (mm2)", "spd_mm2"),
     ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("New lesions", "new_lesions"),
-    ("Category (imaging only)", "category"), ("Steroids", "steroids"), ("Clinical status", "clinical_status"),
+    ("Category (imaging only)", "category"), ("Confirmation", "confirmation"), ("Steroids", "steroids"),
+    ("Clinical status", "clinical_status"),
     ("Edited", "corrected"),
 )
 # Text, so that "not assessed" shows blank (new lesions before alignment) rather than as nan.
-_TEXT_COLUMNS = frozenset({"timepoint", "date", "category", "corrected", "steroids", "clinical_status",
-                           "new_lesions"})
+_TEXT_COLUMNS = frozenset({"timepoint", "date", "category", "confirmation", "corrected", "steroids",
+                           "clinical_status", "new_lesions"})
 PLOTTED_REGIONS = (Region.ET, Region.TC, Region.WT)
 
 
@@ -54,8 +55,8 @@ def fill_timeline_table(table_node, rows: Sequence[dict], tolerance_mm: float) -
         table.AddColumn(array)
     table_node.SetColumnDescription("Category (imaging only)",
                                     "RANO 2.0 imaging-only category: needs clinical confirmation")
-    table_node.SetColumnDescription("New lesions", f"enhancing lesions farther than {tolerance_mm:g} mm from "
-                                    "earlier enhancing tumour; assessed once the visits are aligned")
+    table_node.SetColumnDescription("New lesions", f"lesions farther than {tolerance_mm:g} mm from all earlier "
+                                    "tumour of the series, after alignment on the baseline")
     table_node.Modified()
     table_node.EndModify(modifying)
 

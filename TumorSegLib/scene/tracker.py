@@ -1,7 +1,7 @@
 """One patient's visits in the scene: timeline, table and chart nodes, subject hierarchy, live edits.
 
-Measurements are always made in each visit's own space. Once follow-ups are aligned on the baseline, their
-enhancing lesions are matched against every earlier aligned visit as ``tumorseg track`` does.
+Measurements are always made in each visit's own space. Follow-ups are aligned on the baseline as they are
+added, and their lesions followed from the baseline as ``tumorseg track`` does.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from ..longitudinal import (
     SteroidChange,
     Timeline,
     Timepoint,
+    assess_timeline,
     identity,
     measure_labels,
     parse_date,
     plot_volumes,
     register_visit,
     timeline_rows,
-    track_lesions,
     write_table_csv,
 )
 from ..volume import Volume
@@ -47,9 +47,9 @@ class LongitudinalTracker:
     chart, grouped in the subject hierarchy (patient → one study per visit), kept current while segments
     are edited. Measurements are always made in each visit's own space.
 
-    Once follow-ups are aligned on the baseline (:meth:`align`), their enhancing lesions are matched
-    against every earlier aligned visit as ``tumorseg track`` does (:func:`~TumorSegLib.longitudinal.track_lesions`),
-    so a new lesion shows in the table and drives the category (a new measurable one is PD).
+    Follow-ups are aligned on the baseline as they are added (:meth:`align`), and their lesions followed from
+    the baseline's targets as ``tumorseg track`` does (:func:`~TumorSegLib.longitudinal.assess_timeline`), so a
+    new lesion shows in the table and drives the category (a new measurable one is PD).
     """
 
     def __init__(self, scene, patient_id: str, primary: str = "bidimensional", tolerance_mm: float = 5.0, *,
@@ -63,15 +63,18 @@ class LongitudinalTracker:
         self._labels: dict[str, Volume] = {}  # visit id → native label map, for the new-lesion check
         self._observers: list[tuple[object, int]] = []
         self.rows: list[dict] = []
+        self.followup = None
         self.table = table if table is not None else create_timeline_table(scene, patient_id)
         self.chart = chart
 
     def add_timepoint(self, timepoint_id: str, date, segmentation_node, reference_node, steroids: str | None = None,
-                      clinical_status: str | None = None) -> Timepoint:
+                      clinical_status: str | None = None, align: bool = True) -> Timepoint:
         """Add a visit from its segmentation (AI or corrected); returns the timeline's Timepoint.
 
-        ``steroids`` (increased, stable, decreased) and ``clinical_status`` (worse, stable, better) are the
+        ``steroids`` (increased, stable, decreased, off) and ``clinical_status`` (worse, stable, better) are the
         values of :class:`~TumorSegLib.longitudinal.SteroidChange` / ``ClinicalStatus``; ``None`` = unknown.
+        With ``align`` (the default) follow-ups are registered to the baseline, so lesions are matched after
+        registration (repositioning does not make a lesion new).
         """
         labels = labels_from_segmentation(segmentation_node, reference_node, world=False)
         intervals = json.loads(segmentation_node.GetAttribute(VOLUME_INTERVALS_ATTRIBUTE) or "{}")
@@ -93,7 +96,13 @@ class LongitudinalTracker:
         self._labels[timepoint_id] = labels
         self._group_in_hierarchy(timepoint_id, timepoint.date, (segmentation_node, reference_node))
         self._watch(timepoint_id, segmentation_node)
-        self.update()
+        baseline = self.timeline.baseline.id
+        unaligned = [tp.id for tp in self.timeline.timepoints if tp.id != baseline and tp.id not in self.alignments]
+        if align and unaligned:
+            for visit in unaligned:  # update() runs once, after the last
+                self.align(visit, update=visit == unaligned[-1])
+        else:
+            self.update()
         return timepoint
 
     def _watch(self, timepoint_id: str, segmentation_node) -> None:
@@ -134,25 +143,26 @@ class LongitudinalTracker:
         self._measure(self.timeline.get(timepoint_id))
         self.update()
 
-    def new_lesions(self) -> dict | None:
-        """New-or-not status of each aligned follow-up's enhancing lesions (``{visit id: (LesionStatus, ...)}``),
-        judged against every earlier aligned visit; ``None`` while no visit is aligned (not assessed)."""
-        if not self.alignments or not self.timeline.timepoints:
-            return None
-        baseline = self.timeline.baseline
-        alignments = {baseline.id: Alignment(identity(), "baseline"), **self.alignments}
-        return track_lesions(self.timeline, self._labels, alignments, self.tolerance_mm)
+    def assess(self):
+        """The follow-up assessment of the scene's visits (:func:`~TumorSegLib.longitudinal.assess_timeline`):
+        lesions followed from the baseline through each visit's alignment, categories of both methods."""
+        alignments = {self.timeline.baseline.id: Alignment(identity(), "baseline"), **self.alignments}
+        return assess_timeline(self.timeline, self._labels, alignments, self.tolerance_mm)
 
     def update(self) -> list[dict]:
-        """Recompute rows (change, nadir, new lesions, categories) and refresh the table and chart."""
-        self.rows = timeline_rows(self.timeline, self.new_lesions(), self.alignments or None, primary=self.primary)
+        """Recompute rows (change, nadir, followed lesions, categories) and refresh the table and chart."""
+        if not self.timeline.timepoints:
+            self.rows = []
+        else:
+            self.followup = self.assess()
+            self.rows = timeline_rows(self.timeline, self.followup, self.alignments or None, primary=self.primary)
         fill_timeline_table(self.table, self.rows, self.tolerance_mm)
         if self.chart is None:
             self.chart = create_volume_chart(self.scene, self.table, self.timeline.patient_id)
         self.chart.Modified()
         return self.rows
 
-    def align(self, timepoint_id: str):
+    def align(self, timepoint_id: str, update: bool = True):
         """Register a visit's reference volume to the baseline's (the visit recipe,
         :func:`~TumorSegLib.longitudinal.register_visit`) and parent the visit's nodes to the resulting transform,
         so the visits show aligned; measurements stay native, and the visit's lesions are then checked for new
@@ -174,7 +184,8 @@ class LongitudinalTracker:
         if previous is not None and previous.GetAttribute(ALIGNMENT_ATTRIBUTE):
             self.scene.RemoveNode(previous)  # this visit's earlier alignment
         self.alignments[timepoint_id] = Alignment(result.transform, method)
-        self.update()
+        if update:
+            self.update()
         return node
 
     def export(self, csv_path, png_path) -> tuple:
@@ -188,7 +199,8 @@ class LongitudinalTracker:
             if timepoint.id not in self.nodes:  # its nodes were deleted from the scene
                 continue
             segmentation, reference = self.nodes[timepoint.id]
-            timepoint.segmentation = export_segmentation(segmentation, reference, folder / f"{timepoint.id}_seg.nrrd")
+            timepoint.segmentation = export_segmentation(segmentation, reference, folder / f"{timepoint.id}_seg.nrrd",
+                                                         world=False)  # native: measured in the visit's own space
             timepoint.label_convention = "brats2018"
         return self.timeline.save(path)
 
