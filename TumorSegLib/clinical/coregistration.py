@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..geometry import resample_to_spacing
+from ..intensity import constant_background, foreground
 from ..options import Mode, TransformKind
 from ..registration import points_of, register, transform_error
 from ..sequences import DISPLAY_NAMES
@@ -32,6 +33,9 @@ POOR_MI = -0.15
 FAILED_MI = -0.08
 LARGE_ROTATION_DEG = 20.0
 LARGE_SHIFT_MM = 40.0
+# Two stripped images on one grid whose brain supports overlap this much were masked together after being
+# co-registered (BraTS-like exports: Dice 0.99-1.00 on the shared cases; a 2 mm shift of a brain gives ~0.98).
+SAME_SUPPORT_DICE = 0.985
 
 
 @dataclass
@@ -73,11 +77,21 @@ def is_aligned(fixed: Volume, moving: Volume, probe_mm: float = 4.0, probe_deg: 
                spacing_mm: float = 3.0) -> bool:
     """Whether two images on one grid are already aligned: mutual information is highest at identity.
 
-    Evaluates Mattes MI at identity and at small shifts (±``probe_mm`` along each axis) and rotations
-    (±``probe_deg`` about each axis); an aligned pair scores best unmoved. Costs a few metric evaluations
-    on ``spacing_mm`` images, far less than a registration.
+    Two skull-stripped images whose brain supports coincide (:data:`SAME_SUPPORT_DICE`) were masked together
+    after co-registration: aligned. Otherwise evaluates Mattes MI at identity and at small shifts (±``probe_mm``
+    along each axis) and rotations (±``probe_deg`` about each axis); an aligned pair scores best unmoved. Costs
+    a few metric evaluations on ``spacing_mm`` images, far less than a registration. (MI inside a brain mask
+    alone is weak between some T1c/FLAIR pairs: on 6 of the 29 shared cases it preferred a 4 mm shift, and the
+    registration that followed moved the FLAIR by 18 degrees and 73 mm.)
     """
     import SimpleITK as sitk
+
+    if constant_background(fixed.array) is not None and constant_background(moving.array) is not None:
+        inside_fixed, inside_moving = foreground(fixed.array), foreground(moving.array)
+        overlap = 2.0 * np.count_nonzero(inside_fixed & inside_moving) / max(
+            np.count_nonzero(inside_fixed) + np.count_nonzero(inside_moving), 1)
+        if overlap >= SAME_SUPPORT_DICE:
+            return True
 
     small = [sitk.Cast(resample_to_spacing(v, (spacing_mm,) * 3).to_sitk(), sitk.sitkFloat32) for v in (fixed, moving)]
     method = sitk.ImageRegistrationMethod()
