@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tumorseg-installed
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup system-packages demo test lint bench cv gpu-prepare train-gpu clean
+.PHONY: setup system-packages demo web test lint bench cv gpu-prepare train-gpu clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Resources/Python/requirements.txt Resources/Python/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test,web]'
 	touch $@
 
 # Debian packages for DICOM validation, the Orthanc round trip and the PDF report (needs root or sudo; .ci/run
@@ -28,6 +28,13 @@ system-packages:
 
 demo: setup
 	$(BIN)/tumorseg demo -o demo_output
+
+# The browser app on http://127.0.0.1:8080 (HOST/PORT to change; another interface needs TOKEN_FILE).
+HOST ?= 127.0.0.1
+PORT ?= 8080
+TOKEN_FILE ?=
+web: setup
+	$(BIN)/tumorseg web --host $(HOST) --port $(PORT) -o web_output $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE))
 
 test: setup
 	$(BIN)/python -m pytest
@@ -50,4 +57,4 @@ train-gpu:
 	bash scripts/train_gpu.sh
 
 clean:
-	rm -rf demo_output runs .pytest_cache
+	rm -rf demo_output web_output runs .pytest_cache

@@ -1,4 +1,4 @@
-"""The ``tumorseg`` command line: segment (files or a DICOM study), pacs, evaluate, track, demo, train.
+"""The ``tumorseg`` command line: segment (files or a DICOM study), batch, pacs, track, evaluate, web, demo, train.
 
 The segmentation options come from :mod:`.options` (one contract with the Slicer module); each subcommand lives
 in :mod:`.commands`; this file builds the parser and maps errors to exit status 2 (one line) and interruptions
@@ -33,21 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line and give 2, an interruption (Ctrl-C, SIGTERM) 130."""
     import signal
 
-    from .commands.common import CommandError
-    from .models import WeightsError
+    from .commands.common import run_parsed
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what was asked, for the provenance record (sys.argv is another program's in a batch worker)
     previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return args.func(args)
-    except (CommandError, ValueError, KeyError, OSError, WeightsError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"tumorseg {args.command}: error: {message}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print(f"tumorseg {args.command}: interrupted; nothing partial was left behind", file=sys.stderr, flush=True)
-        return 130
+        return run_parsed(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

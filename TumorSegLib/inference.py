@@ -22,7 +22,8 @@ from .volume import Volume
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device", "flip_sets", "window_count", "forward", "forward_safely", "Predictor"]
+__all__ = ["resolve_device", "flip_sets", "window_count", "forward", "forward_safely", "Predictor", "keep_predictors",
+           "predictor_for", "predictors_loaded"]
 
 Progress = Callable[[float, str], None]
 
@@ -203,3 +204,36 @@ class Predictor:
             total = probabilities if total is None else total + probabilities
             count += 1
         return image.with_array((total / count).cpu().numpy().astype(np.float32))
+
+
+# Set by keep_predictors(): one loaded Predictor per (model, device, members) for the rest of the process.
+_KEPT: dict[tuple, Predictor] | None = None
+_LOADED = 0
+
+
+def keep_predictors() -> None:
+    """Keep loaded networks for the rest of this process: a batch worker segments many cases with one model, so
+    it loads the weights once, not per case."""
+    global _KEPT
+    if _KEPT is None:
+        _KEPT = {}
+
+
+def predictor_for(spec: ModelSpec, device: Device | str = Device.AUTO) -> Predictor:
+    """A Predictor for ``spec`` on ``device``: a new one, or the kept one after :func:`keep_predictors`."""
+    global _LOADED
+    key = (spec.id, tuple(weight.sha256 for weight in spec.weights), resolve_device(device))
+    if _KEPT is not None and key in _KEPT:
+        predictor = _KEPT[key]
+        predictor.fallbacks = []  # what had to change belongs to one case
+        return predictor
+    predictor = Predictor(spec, device)
+    _LOADED += 1
+    if _KEPT is not None:
+        _KEPT[key] = predictor
+    return predictor
+
+
+def predictors_loaded() -> int:
+    """How many times this process has loaded a model's weights through :func:`predictor_for`."""
+    return _LOADED

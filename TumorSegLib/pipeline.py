@@ -27,7 +27,7 @@ from .clinical import (
     stripped_sequences,
 )
 from .enhancement import EnhancementCheck, check_enhancement
-from .inference import Predictor, flip_sets
+from .inference import Predictor, flip_sets, predictor_for
 from .intensity import foreground_mask
 from .labels import region_volumes_ml
 from .models import ModelSpec, get_model
@@ -279,7 +279,7 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
         prepared, model_input = _model_input(aligned, present, spec, brain)
     with timings.step("load_model"):
         report(0.08, "loading model")
-        predictor = predictor or Predictor(spec, device)
+        predictor = predictor or predictor_for(spec, device)
     with timings.step("inference"):
         probabilities, sampled, spread = _predict(predictor, model_input, prepared, flips, uncertainty, settings,
                                                   report)

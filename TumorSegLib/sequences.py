@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "REFERENCE_ORDER", "guess_sequence",
-           "case_name"]
+__all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "REFERENCE_ORDER", "IMAGE_SUFFIXES",
+           "guess_sequence", "case_name", "sequence_files"]
 
 SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 DISPLAY_NAMES = {"t1": "T1", "t1c": "T1c (contrast)", "t2": "T2", "flair": "FLAIR"}
@@ -34,6 +34,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
 _PRE_CONTRAST = re.compile(r"(?<![a-z])pre(?![a-z])|pre[\W_]*(gad|gd|contrast|con|c)(?![a-z])|w/o|without|"
                            r"non[\W_]*(contrast|enhanced|gad|gd)|no[\W_]*(contrast|gad|gd)(?![a-z])|(?<![a-z])native|"
                            r"(?<![a-z])nc(?![a-z])|plain", re.I)
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 # A trailing BraTS suffix (longest first, so "t1ce" is not read as "t1" + "ce").
 _SUFFIX = re.compile(r"[\W_]*(" + "|".join(sorted({s for v in FILE_SUFFIXES.values() for s in v}, key=len,
                                                    reverse=True)) + r")$", re.I)
@@ -63,3 +64,30 @@ def case_name(names: list[str]) -> str:
     stems = [_SUFFIX.sub("", name) for name in names]
     prefix = re.sub(r"[\W_]+$", "", os.path.commonprefix(stems))
     return prefix or "Case"
+
+
+def sequence_files(folder: str | os.PathLike) -> dict[str, str]:
+    """The sequence image files of one case folder, by sequence key, from their names (BraTS suffixes or scanner
+    names); files naming no sequence (a label map, notes) are left out.
+
+    Raises:
+        ValueError: when two files name the same sequence (naming both), or none names T1c or FLAIR.
+    """
+    found: dict[str, str] = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        stem = re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", name, flags=re.I)
+        suffix = _SUFFIX.search(stem)
+        key = next((k for k, names in FILE_SUFFIXES.items() if suffix and suffix.group(1).lower() in names), None)
+        key = key or guess_sequence(stem)
+        if key is None:
+            continue
+        if key in found:
+            raise ValueError(f"{folder}: both {os.path.basename(found[key])} and {name} look like "
+                             f"{DISPLAY_NAMES[key]}; keep one, or give the files explicitly")
+        found[key] = os.path.join(folder, name)
+    if not any(key in found for key in REQUIRED_ANY):
+        raise ValueError(f"{folder}: no T1c or FLAIR image found (names ending _t1ce or _flair, e.g. "
+                         f"case_t1ce.nii.gz); rename the files or give them explicitly")
+    return found

@@ -10,6 +10,10 @@ command -v dciodvfy >/dev/null || need+=(dicom3tools)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v pdftoppm >/dev/null || need+=(poppler-utils)
 ldconfig -p | grep "libpangoft2-1.0.so.0" >/dev/null || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+command -v chromium >/dev/null || need+=(chromium)
+ldconfig -p | grep "libEGL.so.1" >/dev/null || need+=(libegl1)
+compgen -G "/usr/share/glvnd/egl_vendor.d/*mesa*" >/dev/null || need+=(libegl-mesa0)
+compgen -G "/usr/lib/*/dri/swrast_dri.so" >/dev/null || need+=(libgl1-mesa-dri)
 fc-list 2>/dev/null | grep -i dejavu >/dev/null || need+=(fonts-dejavu-core)
 if ((${#need[@]} == 0)); then
     exit 0

@@ -19,7 +19,7 @@ LAYERS = {
     "clinical": 3, "uncertainty": 3, "calibration": 3, "synthetic": 3,
     "pipeline": 4, "training": 4, "longitudinal": 4,
     "evaluation": 5, "scene": 5, "outputs": 5, "report": 5,
-    "cli": 6, "commands": 6, "__main__": 6, "__init__": 6,
+    "cli": 6, "commands": 6, "web": 6, "batch": 6, "__main__": 6, "__init__": 6,
 }
 GUI_MODULES = {"slicer", "vtk", "qt", "ctk", "DICOMLib", "PyTorchUtils"}
 
@@ -205,3 +205,20 @@ def test_the_library_loads_in_slicer_58s_python_39():
             wrong.append(f"{path.relative_to(ROOT)}: 'X | Y' annotations need 'from __future__ import annotations'")
         wrong += [f"{path.relative_to(ROOT)}:{line}: a type union evaluated at import" for line in _runtime_type_unions(tree)]
     assert not wrong, wrong
+
+
+def test_the_plain_session_parameters_match_the_modules_parameter_node():
+    """The browser app and scripts use SessionParameters; the Slicer module its parameter node: same fields,
+    same literal defaults (the computed ones come from the same options in both)."""
+    from dataclasses import MISSING, fields
+
+    from TumorSegLib.scene.parameters import SessionParameters
+
+    tree = ast.parse((ROOT / "TumorSeg" / "TumorSeg.py").read_text())
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "TumorSegParameterNode")
+    module_fields = {item.target.id: item.value for item in node.body if isinstance(item, ast.AnnAssign)}
+    plain = {f.name: f for f in fields(SessionParameters) if f.name != "parameterNode"}
+    assert list(module_fields) == list(plain)
+    for name, value in module_fields.items():
+        if isinstance(value, ast.Constant):
+            assert plain[name].default is not MISSING and plain[name].default == value.value, name

@@ -6,12 +6,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["CommandError", "log", "ProgressReport", "FindingsPrinter", "check_model_and_device", "labels_summary",
-           "secondary_outputs"]
+__all__ = ["CommandError", "run_parsed", "log", "ProgressReport", "FindingsPrinter", "check_model_and_device",
+           "labels_summary", "secondary_outputs"]
 
 
 class CommandError(Exception):
     """A user error: printed without a traceback, exit status 2."""
+
+
+def run_parsed(args) -> int:
+    """Run a parsed subcommand: a user error prints one line and gives 2, an interruption 130."""
+    from ..models import WeightsError
+
+    try:
+        return args.func(args)
+    except (CommandError, ValueError, KeyError, OSError, WeightsError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"tumorseg {args.command}: error: {message}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tumorseg {args.command}: interrupted; nothing partial was left behind", file=sys.stderr, flush=True)
+        return 130
 
 
 def log(message: str) -> None:

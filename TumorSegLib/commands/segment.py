@@ -19,7 +19,7 @@ from .common import (
     secondary_outputs,
 )
 
-__all__ = ["add_command"]
+__all__ = ["add_command", "run_segment"]
 
 
 def _preflight(args: argparse.Namespace, options) -> tuple[dict[str, Path], dict[str, Path], object]:
@@ -72,7 +72,7 @@ def _segment_files(args: argparse.Namespace) -> int:
         output = Path(args.output)
         summary = labels_summary(result, output, staged["labels"], options.label_convention)
         summary.update(secondary_outputs(result, args, options, staged))
-        summary["provenance"] = provenance(input_record(paths), options, command=["tumorseg", *sys.argv[1:]])
+        summary["provenance"] = provenance(input_record(paths), options, command=["tumorseg", *getattr(args, "argv", sys.argv[1:])])
         if args.report:
             summary["report"] = _file_report(result, summary, images[result.reference], options, staged, args)
         summary["timings_s"]["total"] = round(time.perf_counter() - start, 2)
@@ -130,3 +130,14 @@ def add_command(commands) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace earlier results at the output paths (inputs are "
                    "never overwritten)")
     p.set_defaults(func=_run)
+
+
+def run_segment(argv: list[str]) -> int:
+    """``tumorseg segment ARGV`` in this process (a batch worker): the same parsing, work and exit status."""
+    parser = argparse.ArgumentParser(prog="tumorseg")
+    add_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["segment", *argv])
+    args.argv = ["segment", *argv]
+    from .common import run_parsed
+
+    return run_parsed(args)

@@ -108,7 +108,7 @@ def segment_study(assignment, options, folder: Path, *, timeline: Path | None = 
     summary["study"] = study
     summary["series_assignment"] = assignment.as_dict()
     summary["provenance"] = provenance({key: _series_record(s) for key, s in assignment.chosen.items()}, options,
-                                       command=["tumorseg", *sys.argv[1:]], study=study)
+                                       command=["tumorseg", *getattr(args, "argv", sys.argv[1:])], study=study)
     # The reference image beside its labels: follow-up visits register to it (tumorseg track).
     image_path = write_volume(images[result.reference], folder / f"{result.reference}.nii.gz")
     tracked = None

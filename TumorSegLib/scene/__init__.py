@@ -23,6 +23,7 @@ from .nodes import (
     update_volume_node,
     volume_from_node,
 )
+from .parameters import UNKNOWN, SessionParameters
 from .results import (
     TABLE_COLUMNS,
     ResultsWatcher,
@@ -30,6 +31,7 @@ from .results import (
     review_first,
     set_uncertainty_columns,
     set_uncertainty_overlay,
+    table_rows,
     update_results_table,
 )
 from .run import RunResult, SegmentationRun, run_segmentation
@@ -41,21 +43,22 @@ from .segments import (
     edited_labels,
     export_segmentation,
     labels_from_segmentation,
+    observe_segment_edits,
     result_reference_volume,
     segment_tag,
     terminology_entry,
 )
-from .session import UNKNOWN, RunStatus, SceneSession
+from .session import RunStatus, SceneSession
 from .timeline_nodes import TIMELINE_COLUMNS
 from .tracker import ALIGNED_TO_ATTRIBUTE, ALIGNMENT_ATTRIBUTE, LongitudinalTracker
 
 __all__ = [
     "ROLE_ATTRIBUTE", "volume_from_node", "add_volume_node", "update_volume_node", "add_uncertainty_node",
     "assign_volume_nodes", "transform_node_from_sitk", "sitk_from_transform_node", "TABLE_COLUMNS", "ResultsWatcher",
-    "create_results_table", "update_results_table", "set_uncertainty_columns", "review_first",
+    "create_results_table", "update_results_table", "table_rows", "set_uncertainty_columns", "review_first",
     "set_uncertainty_overlay", "RunResult", "SegmentationRun", "run_segmentation", "AI_HASH_TAG",
     "TERMINOLOGY_CONTEXT", "VOLUME_INTERVALS_ATTRIBUTE", "terminology_entry", "create_segmentation_node",
-    "result_reference_volume", "labels_from_segmentation", "edited_labels", "segment_tag", "export_segmentation",
-    "UNKNOWN", "NOT_FROM_DICOM", "export_dicom_results", "RunStatus", "SceneSession", "TIMELINE_COLUMNS", "ALIGNMENT_ATTRIBUTE", "ALIGNED_TO_ATTRIBUTE",
+    "result_reference_volume", "labels_from_segmentation", "observe_segment_edits", "edited_labels", "segment_tag", "export_segmentation",
+    "UNKNOWN", "SessionParameters", "NOT_FROM_DICOM", "export_dicom_results", "RunStatus", "SceneSession", "TIMELINE_COLUMNS", "ALIGNMENT_ATTRIBUTE", "ALIGNED_TO_ATTRIBUTE",
     "LongitudinalTracker",
 ]

@@ -12,7 +12,7 @@ from ..volume import Volume
 from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
 from .segments import edited_labels, labels_from_segmentation
 
-__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "create_results_table", "update_results_table", "set_uncertainty_columns",
+__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "create_results_table", "update_results_table", "table_rows", "set_uncertainty_columns",
            "review_first", "ResultsWatcher", "set_uncertainty_overlay"]
 
 INTERVAL_COLUMN = "AI volume interval (mL)"
@@ -62,6 +62,22 @@ def set_uncertainty_columns(table, record: dict) -> None:
             vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
     vtk_table.Modified()
     table.Modified()
+
+
+def table_rows(table_node) -> list[dict]:
+    """A table node's rows as dicts (column name → value; numbers as numbers, NaN as ``None``)."""
+    import math
+
+    table = table_node.GetTable()
+    rows = []
+    for row in range(table.GetNumberOfRows()):
+        values = {}
+        for column in range(table.GetNumberOfColumns()):
+            value = table.GetValue(row, column)
+            value = value.ToDouble() if value.IsNumeric() else value.ToString()
+            values[table.GetColumnName(column)] = None if isinstance(value, float) and math.isnan(value) else value
+        rows.append(values)
+    return rows
 
 
 def review_first(record: dict) -> str:

@@ -7,6 +7,7 @@ is saved and loaded again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..labels import LABELS, LabelConvention, LabelInfo
 from ..volume import Volume
 from .nodes import _slicer, ijk_to_ras, volume_from_node
 
-__all__ = ["TERMINOLOGY_CONTEXT", "AI_HASH_TAG", "VOLUME_INTERVALS_ATTRIBUTE", "terminology_entry",
+__all__ = ["TERMINOLOGY_CONTEXT", "AI_HASH_TAG", "VOLUME_INTERVALS_ATTRIBUTE", "terminology_entry", "revert_segment", "observe_segment_edits",
            "create_segmentation_node", "result_reference_volume", "labels_from_segmentation", "edited_labels",
            "segment_tag", "export_segmentation"]
 
@@ -93,6 +94,43 @@ def create_segmentation_node(scene, labels: Volume, reference_node, name: str, s
     if show_3d:
         node.CreateClosedSurfaceRepresentation()
     return node
+
+
+def revert_segment(segmentation_node, labels: Volume, key: str) -> None:
+    """Put one segment (NCR, ED or ET) back to the AI result ``labels`` (internal codes, on the grid the
+    segmentation was made on); its edited mark goes with it."""
+    slicer = _slicer()
+    info = next((info for info in LABELS if info.key == key), None)
+    if info is None:
+        raise ValueError(f"no tumour region '{key}'; use one of {[i.key for i in LABELS]}")
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSegment(key) is None:  # deleted by the user: make it again
+        segmentation.AddEmptySegment(key, info.name, list(info.color))
+        segmentation.GetSegment(key).SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology_entry(info))
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        _oriented_mask(labels.array == info.label, labels), segmentation_node, key,
+        slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+    segmentation.GetSegment(key).SetTag(AI_HASH_TAG, _mask_sha1(labels.with_array(labels.array == info.label)))
+
+
+def observe_segment_edits(segmentation_node, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback()`` whenever a segment's content changes (an edit); returns a function that stops it.
+
+    Effects report ``SegmentModified``; undo/redo stacks restore a whole saved copy into the segmentation
+    (a deep copy that reports only ``ModifiedEvent`` on it), so both are observed.
+    """
+    slicer = _slicer()
+    import vtk
+
+    segmentation = segmentation_node.GetSegmentation()
+    edit_tag = segmentation_node.AddObserver(slicer.vtkSegmentation.SegmentModified, lambda *_: callback())
+    restore_tag = segmentation.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda *_: callback())
+
+    def stop() -> None:
+        segmentation_node.RemoveObserver(edit_tag)
+        segmentation.RemoveObserver(restore_tag)
+
+    return stop
 
 
 def result_reference_volume(segmentation_node):

@@ -19,17 +19,18 @@ from pathlib import Path
 
 from ..options import SegmentOptions
 from ..sequences import SEQUENCES
+from ..volume import Volume
 from .dependencies import install_plan, missing_requirements
 from .dicom_export import export_dicom_results
 from .nodes import assign_volume_nodes
+from .parameters import UNKNOWN
 from .results import ResultsWatcher, review_first, set_uncertainty_overlay
 from .run import SegmentationRun
-from .segments import export_segmentation, result_reference_volume
+from .segments import export_segmentation, result_reference_volume, revert_segment
 from .tracker import LongitudinalTracker
 
 __all__ = ["UNKNOWN", "RunStatus", "SceneSession"]
 
-UNKNOWN = "unknown"  # choice shown for a clinical input that was not recorded
 _VOLUME_FIELDS = tuple(f"{key}Volume" for key in SEQUENCES)
 
 
@@ -81,6 +82,8 @@ class SceneSession:
         self.tracker: LongitudinalTracker | None = None
         self._shown_overlay = None  # (uncertainty ID, background ID, visible) last put in the slice views
         self.run: SegmentationRun | None = None  # the background segmentation, while one runs
+        self.ai_labels: dict[str, Volume] = {}  # segmentation node ID → the AI result it was made from
+        self.last_summary: dict | None = None  # the summary of the last run brought into the scene
 
     # --- inputs and the run --------------------------------------------------------------------------------
 
@@ -177,6 +180,8 @@ class SceneSession:
         """Bring a finished run's results into the scene and select them; returns the run's summary."""
         result = run.import_results()
         self.watchers[result.segmentation.GetID()] = result.watcher
+        self.ai_labels[result.segmentation.GetID()] = result.labels
+        self.last_summary = result.summary
         with _modifying(parameters):
             parameters.outputSegmentation = result.segmentation
             parameters.uncertaintyVolume = result.uncertainty
@@ -251,6 +256,15 @@ class SceneSession:
             raise ValueError("there is no result to export yet: run the segmentation first")
         return export_dicom_results(parameters.outputSegmentation, self.result_reference(parameters),
                                     parameters.uncertaintyVolume, folder, file_for_instance)
+
+    def revert_region(self, parameters, key: str) -> None:
+        """Put one region's segment (NCR, ED or ET) back to the AI result of this session's run."""
+        segmentation = parameters.outputSegmentation if parameters else None
+        labels = self.ai_labels.get(segmentation.GetID()) if segmentation is not None else None
+        if labels is None:
+            raise ValueError("the AI result of this segmentation is not in memory (it was made in another session); "
+                             "run the segmentation again to revert to it")
+        revert_segment(segmentation, labels, key)
 
     def open_segment_editor(self, parameters) -> None:
         """Switch Slicer to the Segment Editor on the result, with its reference volume as source."""
