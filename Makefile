@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Resources/Python/requirements.txt Resources/Python/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test,web]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c Resources/Python/constraints.txt -e '.[test,web,batch]'
 	touch $@
 
 # Debian packages for DICOM validation, the Orthanc round trip and the PDF report (needs root or sudo; .ci/run
