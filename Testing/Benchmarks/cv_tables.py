@@ -12,9 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _figure(value: float | None, digits: int) -> str:
+    return "not reported" if value is None else f"{value:.{digits}f}"  # e.g. ET without T1c
+
+
 def row(name: str, count: int, m: dict) -> str:
-    dice = " | ".join(f"{m[r]['dice']:.3f}" for r in ("WT", "TC", "ET"))
-    hd = " | ".join(f"{m[r]['hd95']:.1f}" for r in ("WT", "TC", "ET"))
+    dice = " | ".join(_figure(m[r]["dice"], 3) for r in ("WT", "TC", "ET"))
+    hd = " | ".join(_figure(m[r]["hd95"], 1) for r in ("WT", "TC", "ET"))
     return f"| {name} | {count} | {dice} | {hd} |"
 
 

@@ -88,6 +88,62 @@ def test_an_edit_marks_its_region_undo_takes_it_back_and_revert_restores_the_ai_
     assert rows_by_region(web)["ED"]["Edited"] == "no" and rows_by_region(web)["ED"]["Volume (mL)"] == before
 
 
+@pytest.mark.parametrize("effect", ["islands", "smoothing", "threshold"])
+def test_the_editors_effects_change_a_region_mark_it_edited_and_undo_takes_them_back(web, effect):
+    """Islands, smoothing and threshold as the page's effect panels apply them (trame-slicer's effects on the
+    active segment, through the editor, on the undo stack)."""
+    from trame_slicer.segmentation import (
+        SegmentationEffectIslands,
+        SegmentationEffectSmoothing,
+        SegmentationEffectThreshold,
+    )
+
+    editor = web.app.segmentation_editor
+    key = "ET" if effect == "smoothing" else "ED"
+    before = rows_by_region(web)[key]["Volume (mL)"]
+    editor.set_active_segment_id(key)
+    if effect == "islands":
+        editor.set_active_effect_type(SegmentationEffectIslands).remove_small_islands(min_voxel_size=10**7)
+    elif effect == "smoothing":
+        editor.set_active_effect_type(SegmentationEffectSmoothing).apply_opening(6.0, key)
+    else:
+        threshold = editor.set_active_effect_type(SegmentationEffectThreshold)
+        low, high = threshold.get_threshold_min_max_values()
+        threshold.set_threshold_min_max_values((low + 0.8 * (high - low), high))
+        threshold.apply()
+    changed = rows_by_region(web)[key]
+    assert changed["Edited"] == "yes" and changed["Volume (mL)"] != before
+    web.undo()
+    editor.deactivate_effect()
+    assert rows_by_region(web)[key] == {**changed, "Edited": "no", "Volume (mL)": before,
+                                        "Voxels": rows_by_region(web)[key]["Voxels"],
+                                        "Mean uncertainty": rows_by_region(web)[key]["Mean uncertainty"]}
+
+
+def test_cancel_leaves_the_scene_as_it_was(web):
+    scene = web.scene
+    segmentations = scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    result = web.parameters.outputSegmentation
+    web.start()
+    assert web.running
+    status = web.cancel()
+    assert not web.running and status.message.startswith("Cancelled")
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == segmentations
+    assert web.parameters.outputSegmentation is result
+
+
+def test_pre_contrast_names_are_never_assigned_as_t1c(web, tmp_path, synthetic_case_files):
+    import shutil
+
+    files = {"AX_T1_PRE_GAD.nii.gz": "t1", "AX_T1_POST_GD.nii.gz": "t1c", "T2_TSE.nii.gz": "t2",
+             "3D_FLAIR.nii.gz": "flair"}
+    for name, key in files.items():
+        shutil.copy(synthetic_case_files[key], tmp_path / name)
+    web.load_files(sorted(tmp_path.iterdir()))
+    names = {key: web.scene.GetNodeByID(node_id).GetName() for key, node_id in web.inputs().items()}
+    assert names == {"t1": "AX_T1_PRE_GAD", "t1c": "AX_T1_POST_GD", "t2": "T2_TSE", "flair": "3D_FLAIR"}
+
+
 def test_the_exported_label_map_is_the_result_and_never_overwrites(web):
     first, second = web.export_labelmap(), web.export_labelmap()
     assert first != second and first.exists() and second.exists()

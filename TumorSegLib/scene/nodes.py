@@ -141,15 +141,19 @@ def sitk_from_transform_node(node):
     return transform
 
 
-def assign_volume_nodes(scene, series_description: Callable[[object], str | None] | None = None) -> dict[str, object]:
+def assign_volume_nodes(scene, series_description: Callable[[object], str | None] | None = None,
+                        nodes: list | None = None) -> dict[str, object]:
     """Guess which scalar volume node is which sequence from node names and DICOM series descriptions.
 
     Label maps and TumorSeg's own outputs are skipped; each node is used at most once, the first
-    match in scene order wins. ``series_description(node)`` may return the DICOM (0008,103E) text.
+    match in scene order (or in ``nodes``, when only those are candidates) wins. ``series_description(node)``
+    may return the DICOM (0008,103E) text.
     """
     assigned: dict[str, object] = {}
-    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
-        node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+    candidates = nodes if nodes is not None else [scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+                                                  for index in range(scene.GetNumberOfNodesByClass(
+                                                      "vtkMRMLScalarVolumeNode"))]
+    for node in candidates:
         if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(ROLE_ATTRIBUTE):
             continue
         texts = [series_description(node) if series_description else None, node.GetName()]

@@ -16,6 +16,7 @@ from ..scene import (
     SceneSession,
     SessionParameters,
     add_volume_node,
+    assign_volume_nodes,
     set_uncertainty_overlay,
     table_rows,
 )
@@ -71,10 +72,17 @@ class WebSession:
 
     def load_files(self, paths: Iterable[PathLike]) -> list[str]:
         """Add image files to the scene (each fully read and checked first) and assign the sequences from
-        their names; returns the new node IDs."""
+        their names; returns the new node IDs.
+
+        Files whose names say which sequence they are make a new case: the four inputs are taken from them
+        only (a sequence they lack is left empty, never filled from an earlier case in the scene)."""
         volumes = [(Path(path), read_volume(path)) for path in paths]  # all read before any node is added
-        ids = [add_volume_node(self.scene, volume, _stem(path)).GetID() for path, volume in volumes]
-        self.auto_assign()
+        nodes = [add_volume_node(self.scene, volume, _stem(path)) for path, volume in volumes]
+        ids = [node.GetID() for node in nodes]
+        assigned = assign_volume_nodes(self.scene, nodes=nodes)
+        if assigned:
+            for key in SEQUENCES:
+                self.set_input(key, assigned[key].GetID() if key in assigned else None)
         if ids:
             self.app.display_manager.show_volume(self.scene.GetNodeByID(ids[0]), do_reset_views=True)
         return ids
