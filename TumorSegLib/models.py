@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .labels import Region
+from .network import is_loopback
 
 __all__ = [
     "MODELS_DIR",
@@ -204,7 +205,7 @@ def _check_url(url: str) -> None:
     """Only https (or a local file, or a server on this machine, as tests use): weights that run in a clinic
     never travel over plain http."""
     parsed = urllib.parse.urlparse(url)
-    local = parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    local = parsed.scheme == "http" and is_loopback(parsed.hostname)
     if parsed.scheme not in ("https", "file") and not local:
         raise WeightsError(f"refusing to download {url}: only https:// addresses (or file:// and this machine's "
                            "own server) are allowed; fix the model registry")

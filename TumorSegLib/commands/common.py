@@ -3,15 +3,27 @@ checks that take seconds, and the label map with its summary record."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["CommandError", "run_parsed", "log", "ProgressReport", "FindingsPrinter", "check_model_and_device",
+__all__ = ["CommandError", "run_parsed", "read_secret", "log", "ProgressReport", "FindingsPrinter", "check_model_and_device",
            "labels_summary", "secondary_outputs"]
 
 
 class CommandError(Exception):
     """A user error: printed without a traceback, exit status 2."""
+
+
+def read_secret(path: str | None, option: str, variable: str | None) -> str | None:
+    """A password or token from the file given with ``option``, else from the environment ``variable``: never
+    from the command line, where other users of the machine can read it."""
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"{option} {file}: file not found")
+        return file.read_text().strip()
+    return os.environ.get(variable) or None if variable else None
 
 
 def run_parsed(args) -> int:

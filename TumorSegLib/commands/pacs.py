@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-from pathlib import Path
 
-from .common import CommandError, check_model_and_device, log
+from .common import CommandError, check_model_and_device, log, read_secret
 
 __all__ = ["add_command"]
 
@@ -17,13 +15,7 @@ PASSWORD_VARIABLE = "TUMORSEG_PACS_PASSWORD"
 
 
 def _password(args: argparse.Namespace) -> str | None:
-    """From a file or an environment variable: never on the command line, where other users can read it."""
-    if args.password_file:
-        path = Path(args.password_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--password-file {path}: file not found")
-        return path.read_text().strip()
-    return os.environ.get(args.password_env) if args.username else None
+    return read_secret(args.password_file, "--password-file", args.password_env if args.username else None)
 
 
 def _run(args: argparse.Namespace) -> int:

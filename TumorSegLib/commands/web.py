@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
-from .common import CommandError
+from .common import CommandError, read_secret
 
 __all__ = ["add_command"]
 
@@ -14,12 +12,7 @@ __all__ = ["add_command"]
 def _token(args: argparse.Namespace) -> str | None:
     from ..web.server import TOKEN_VARIABLE
 
-    if args.token_file:
-        path = Path(args.token_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--token-file {path}: file not found")
-        return path.read_text().strip()
-    return os.environ.get(TOKEN_VARIABLE) or None
+    return read_secret(args.token_file, "--token-file", TOKEN_VARIABLE)
 
 
 def _run(args: argparse.Namespace) -> int:

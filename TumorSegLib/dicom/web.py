@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
+
+from ..network import is_loopback
 
 __all__ = ["PacsError", "connect", "find_study", "download_study", "store", "private_folder"]
 
 
 class PacsError(ValueError):
     """The PACS refused or could not be reached; the message says which server and what to check."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def connect(url: str, username: str | None = None, password: str | None = None, timeout_s: float = 60):
@@ -37,7 +29,7 @@ def connect(url: str, username: str | None = None, password: str | None = None, 
     parts = urlparse(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise PacsError(f"--url {url}: give the DICOMweb root as https://host[:port]/path")
-    if parts.scheme == "http" and username and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and username and not is_loopback(parts.hostname):
         raise PacsError(f"--url {url}: a password over plain http would travel in clear; use https")
     session = create_session_from_user_pass(username, password or "") if username else create_session()
     return DICOMwebClient(url=url.rstrip("/"), session=session, timeout=timeout_s)

@@ -3,11 +3,11 @@ gives in the address (``http://HOST:PORT/?secret=TOKEN``)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from pathlib import Path
 
+from ..network import is_loopback
 from ..volume import PathLike
 
 __all__ = ["WebOptionsError", "check_host", "create_app", "serve"]
@@ -19,22 +19,13 @@ class WebOptionsError(ValueError):
     """Options that would expose the app unsafely; the message says what to give."""
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_host(host: str, token: str | None) -> None:
     """Refuse to serve patient images on a non-loopback interface without a token (of at least 16 characters).
 
     Raises:
         WebOptionsError: naming the option to give.
     """
-    if not _loopback(host) and (not token or len(token) < 16):
+    if not is_loopback(host) and (not token or len(token) < 16):
         raise WebOptionsError(f"--host {host} makes the app reachable from other machines: give a token of at least "
                               f"16 characters with --token-file FILE or the {TOKEN_VARIABLE} environment variable "
                               "(the browser then opens http://HOST:PORT/?secret=TOKEN), or serve on 127.0.0.1")
@@ -85,7 +76,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
     carry the token); elsewhere they stay in ``output_folder`` on the server.
     """
     check_host(host, token)
-    app = create_app(output_folder, python=python, serve_exports=_loopback(host), model=model, device=device)
+    app = create_app(output_folder, python=python, serve_exports=is_loopback(host), model=model, device=device)
     # trame reads its options from the command line: give it exactly these (host, port, key, no browser).
     sys.argv = [sys.argv[0], "--host", host, "--port", str(port), "--server"] + (
         ["--authKey", token] if token else [])
