@@ -133,6 +133,26 @@ def test_the_cohort_table_lists_every_case_including_those_not_run(tmp_path):
     assert table[0]["WT_ml"] == "6.0" and table[0]["qa"] == "warning:thick_slices" and table[1]["visit_date"] == "2024-01-02"
 
 
+def test_a_case_whose_workers_keep_dying_or_that_hits_a_bug_is_a_failed_case_with_why():
+    from distributed import KilledWorker
+
+    from TumorSegLib.batch.run import _entry
+
+    class Finished:
+        def __init__(self, error):
+            self.error = error
+
+        def result(self):
+            raise self.error
+
+    case = BatchCase("A", {"t1c": "a.nii.gz"})
+    died = _entry(Finished(KilledWorker("tumorseg-A", None, 3)), case, ["--flips", "2"])
+    assert died["status"] == "failed" and "kept dying" in died["message"]
+    assert died["request"] == {"files": {"t1c": "a.nii.gz"}, "study": None, "args": ["--flips", "2"]}
+    bug = _entry(Finished(TypeError("bad operand")), case, [])
+    assert bug["status"] == "failed" and "TypeError: bad operand" in bug["message"]
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--flips", "0"], "--flips 0"),
     (["--model", "no-such-model"], "no-such-model"),

@@ -123,9 +123,14 @@ def _run(todo, output, arguments, plan, scheduler, dashboard, journal, report, o
 
 def _entry(future, case: BatchCase, segment_args: list[str]) -> dict:
     """The case's journal entry; a task Dask gave up on (its workers kept dying) is a failed case."""
+    from distributed import KilledWorker
+
     try:
         return future.result()
-    except Exception as error:  # noqa: BLE001 - KilledWorker, a worker's lost connection, …: this case only
-        return {"case_id": case.case_id, "request": {**case.request(), "args": segment_args},
-                "visit_date": case.visit_date, "status": "failed", "seconds": "",
-                "message": f"the worker running it stopped ({type(error).__name__}: {error})"}
+    except KilledWorker:
+        message = ("the workers running it kept dying (out of memory? see the Dask worker logs); it is not "
+                   "retried until --retry-failed")
+    except Exception as error:  # noqa: BLE001 - an unexpected error in TumorSeg: this case only, named
+        message = f"unexpected error while segmenting it: {type(error).__name__}: {error}"
+    return {"case_id": case.case_id, "request": {**case.request(), "args": segment_args},
+            "visit_date": case.visit_date, "status": "failed", "seconds": "", "message": message}

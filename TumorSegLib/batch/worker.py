@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
@@ -22,6 +23,9 @@ REPLACED = ".replaced"  # earlier, unverified case folders moved aside (never de
 FAILED_LOGS = "failed_logs"
 LOG_FILE = "tumorseg.log"
 _prepared = False
+# One case at a time per process, also on a cluster whose workers have several threads: a case redirects the
+# process's output to its log, and the kept model's per-case notes (fallbacks) are the case's own.
+_ONE_CASE = threading.Lock()
 
 
 def summary_file(case: BatchCase, folder: Path) -> Path:
@@ -74,15 +78,21 @@ def _prepare_worker(torch_threads: int | None) -> None:
 def segment_case(case: BatchCase, output: str, segment_args: list[str], extras: tuple[str, ...] = (),
                  torch_threads: int | None = None) -> dict:
     """Segment one case into ``output/<case_id>/``; returns its journal entry (status done or failed)."""
-    from ..commands.segment import run_segment
-    from ..inference import predictors_loaded
-
     start, output = time.perf_counter(), Path(output)
     entry = {"case_id": case.case_id, "request": {**case.request(), "args": [*segment_args, *extras]},
              "visit_date": case.visit_date, "worker_pid": os.getpid()}
     if case.problem:
         return {**entry, "status": "failed", "message": case.problem, "seconds": 0.0}
-    _prepare_worker(torch_threads)
+    with _ONE_CASE:
+        _prepare_worker(torch_threads)
+        return _segment_staged(case, output, segment_args, extras, entry, start)
+
+
+def _segment_staged(case: BatchCase, output: Path, segment_args: list[str], extras: tuple[str, ...], entry: dict,
+                    start: float) -> dict:
+    from ..commands.segment import run_segment
+    from ..inference import predictors_loaded
+
     token = f"{case.case_id}-{uuid.uuid4().hex[:8]}"
     staging, log_path = output / STAGING / token, output / STAGING / f"{token}.log"
     staging.parent.mkdir(parents=True, exist_ok=True)
