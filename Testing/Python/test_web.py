@@ -144,6 +144,18 @@ def test_pre_contrast_names_are_never_assigned_as_t1c(web, tmp_path, synthetic_c
     assert names == {"t1": "AX_T1_PRE_GAD", "t1c": "AX_T1_POST_GD", "t2": "T2_TSE", "flair": "3D_FLAIR"}
 
 
+def test_a_dicom_study_folder_fills_the_inputs_from_its_own_series_only(web, tmp_path, synthetic_case_files):
+    """A study without T2 after a case with one: the T2 picker is left empty, never the earlier case's T2."""
+    from Testing.dicom_fixtures import write_study
+
+    write_study({key: read_volume(synthetic_case_files[key]) for key in ("t1", "t1c", "flair")}, tmp_path, "ge")
+    before = set(web.inputs().values())
+    new_ids = web.load_folder(tmp_path)
+    inputs = web.inputs()
+    assert inputs["t2"] is None and {inputs["t1"], inputs["t1c"], inputs["flair"]} == set(new_ids)
+    assert not before & set(new_ids)
+
+
 def test_the_exported_label_map_is_the_result_and_never_overwrites(web):
     first, second = web.export_labelmap(), web.export_labelmap()
     assert first != second and first.exists() and second.exists()

@@ -102,8 +102,8 @@ class WebSession:
         volumes = {key: read_series(series) for key, series in assignment.chosen.items()}
         ids = {key: add_volume_node(self.scene, volume, assignment.chosen[key].description or key).GetID()
                for key, volume in volumes.items()}
-        for key, node_id in ids.items():
-            self.set_input(key, node_id)
+        for key in SEQUENCES:  # the study's own series only, never an earlier case's
+            self.set_input(key, ids.get(key))
         return list(ids.values())
 
     def set_input(self, key: str, node_id: str | None) -> None:
