@@ -275,7 +275,8 @@ def test_uncertainty_maps_and_the_report_per_case_land_in_the_case_folder(cohort
 @pytest.mark.realdata
 def test_shared_cases_from_a_manifest_and_a_dicom_study_run_on_a_local_cluster(shared_data, tmp_path, capsys):
     """The command as a user runs it: a CSV manifest of two shared cases (one as a DICOM study, with its DICOM
-    outputs), its own local cluster, the visit date in the cohort table; a second run only reports."""
+    outputs), its own local cluster of two workers, the visit date in the cohort table; a second run only
+    reports."""
     from Testing.dicom_fixtures import write_study
 
     names = ["Brats18_CBICA_AQT_1", "Brats18_2013_11_1"]
@@ -290,7 +291,7 @@ def test_shared_cases_from_a_manifest_and_a_dicom_study_run_on_a_local_cluster(s
         writer.writerow([names[0], *(str(paths[names[0]][k]) for k in SEQUENCE_SUFFIXES), "", "2018-05-01"])
         writer.writerow(["dicom_case", "", "", "", "", "study", ""])
     output = tmp_path / "out"
-    assert main(["batch", str(manifest), "-o", str(output), "--model", MODEL, "--device", "cpu", "--workers", "1",
+    assert main(["batch", str(manifest), "-o", str(output), "--model", MODEL, "--device", "cpu", "--workers", "2",
                  "--no-progress"]) == 0
     assert "done 2, failed 0" in capsys.readouterr().out
     summary = json.loads((output / names[0] / f"{names[0]}_tumorseg.json").read_text())
