@@ -230,12 +230,20 @@ def test_the_summary_records_inputs_with_their_hashes_the_software_and_the_time(
     assert record["options"]["model"] == "brats18-segresnet8" and record["options"]["device"] == "cpu"
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with Ctrl-C delivered as a shell gives it: a signal disposition or mask left in this
+    long-lived test process by earlier tests (threads of in-process Dask clusters, GUI toolkits) is inherited
+    across exec and once made the child ignore SIGINT in the full suite only."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.realdata
 def test_ctrl_c_during_a_run_exits_130_and_leaves_nothing(case, tmp_path):
     output = tmp_path / "seg.nii.gz"
     command = [sys.executable, "-m", "TumorSegLib", *segment_args(case, output, "--uncertainty", str(tmp_path / "maps"))]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).resolve().parents[2])
+                               cwd=Path(__file__).resolve().parents[2], preexec_fn=_as_from_a_terminal)
     for line in process.stdout:  # wait until inference runs
         if "inference" in line or "uncertainty sample" in line:
             break
