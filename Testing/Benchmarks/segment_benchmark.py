@@ -3,7 +3,8 @@
 Runs, in one session and on one input case (a shared BraTS case when present, else the synthetic sample):
 
 1. ``tumorseg segment`` end to end for the default model and the fast single model, each in its own
-   process: wall seconds and peak resident memory (from the OS, for that process alone).
+   process: wall seconds and peak resident memory (from the OS, for that process alone); then the default
+   model again with glibc's default allocator (``TUMORSEG_KEEP_FREED_MEMORY=0``, see ``memory.py``).
 2. The network alone on the same preprocessed input and sliding window (128³, overlap 0.25): our
    SegResNet (8 initial filters) against the architecture of MONAI's ``brats_mri_segmentation`` bundle
    (SegResNet, 16 initial filters, blocks 1-2-2-4, random weights), and that bundle's own whole-volume
@@ -35,9 +36,10 @@ print(code, seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 10
 """
 
 
-def measure_command(command: list[str]) -> tuple[float, float]:
+def measure_command(command: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of ``command``, run as the only child of a fresh interpreter."""
-    output = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True)
+    output = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True,
+                            env={**os.environ, **(env or {})})
     code, seconds, peak_mb = output.stdout.split()
     if code != "0":
         raise RuntimeError(f"{' '.join(command)} failed with exit code {code}")
@@ -81,6 +83,7 @@ def main() -> None:
     import torch
     from monai.networks.nets import SegResNet
 
+    from TumorSegLib.memory import keep_freed_memory
     from TumorSegLib.models import build_network, get_model
     from TumorSegLib.preprocessing import prepare_input
     from TumorSegLib.volume import read_volume
@@ -89,15 +92,28 @@ def main() -> None:
     tumorseg = str(Path(sys.executable).with_name("tumorseg"))
     results: dict = {"case": str(files["t1"].parent.name), "cpu_threads": torch.get_num_threads(),
                      "cpu_count": os.cpu_count(), "segment": {}}
+    # The last row is the default model with glibc's default allocator (memory.py), for the ratio.
+    settings = [("brats18-segresnet8-ensemble", {}), ("brats18-segresnet8", {}),
+                ("brats18-segresnet8-ensemble", {"TUMORSEG_KEEP_FREED_MEMORY": "0"})]
     with tempfile.TemporaryDirectory() as out:
-        for model in ("brats18-segresnet8-ensemble", "brats18-segresnet8"):
-            command = [tumorseg, "segment", *sum(([f"--{k}", str(files[k])] for k in ("t1", "t1c", "t2", "flair")), []),
-                       "-o", f"{out}/seg.nii.gz", "--model", model, "--device", "cpu"]
-            runs = [measure_command(command) for _ in range(args.repeats)]
+        for model, env in settings:
+            name = model + (" (glibc defaults)" if env else "")
+            runs = []
+            for repeat in range(args.repeats):  # a new output each time: tumorseg never overwrites one
+                command = [tumorseg, "segment", *sum(([f"--{k}", str(files[k])] for k in ("t1", "t1c", "t2", "flair")),
+                                                     []),
+                           "-o", f"{out}/{len(results['segment'])}-{repeat}.nii.gz", "--model", model, "--device", "cpu"]
+                runs.append(measure_command(command, env))
             seconds, peak = min(r[0] for r in runs), max(r[1] for r in runs)
-            results["segment"][model] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak)}
-            print(f"tumorseg segment --model {model:28s} {seconds:7.1f} s  peak RSS {peak:7.0f} MB", flush=True)
+            results["segment"][name] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak)}
+            print(f"tumorseg segment --model {name:46s} {seconds:7.1f} s  peak RSS {peak:7.0f} MB", flush=True)
+    default, before = results["segment"]["brats18-segresnet8-ensemble"], results["segment"][name]
+    results["allocator_ratio"] = {"seconds": round(before["seconds"] / default["seconds"], 2),
+                                  "peak_rss": round(default["peak_rss_mb"] / before["peak_rss_mb"], 2)}
+    print(f"keeping freed memory: {results['allocator_ratio']['seconds']}x faster, peak memory "
+          f"x{results['allocator_ratio']['peak_rss']}", flush=True)
 
+    keep_freed_memory()  # as tumorseg does; the same for both networks
     spec = get_model("brats18-segresnet8")
     volumes = [read_volume(files[k]) for k in spec.sequences]
     prepared = prepare_input(volumes, spec.spacing, margin=4)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..inference import resolve_device
+from ..memory import keep_freed_memory
 from .config import TrainConfig
 from .data import load_cached_case
 from .sampler import PatchSampler, device_cases
@@ -233,6 +234,8 @@ def _train_runs(cache_dir: Path, out_dir: Path, config: TrainConfig, runs: Mappi
     import torch
 
     device = resolve_device(config.device)
+    if device == "cpu":
+        keep_freed_memory()  # a CPU step (batch 2, 128^3) 6.7 s -> 4.0 s: no re-faulting of freed activations
     _seed(config, device)
     names = sorted({case for train_cases, _ in runs.values() for case in train_cases})
     log(f"loading {len(names)} training cases onto {device}")
