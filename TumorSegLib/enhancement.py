@@ -89,6 +89,7 @@ class EnhancementCheck:
         rule: the rule applied.
         kept: per remaining enhancing piece: volume (mL), median contrast, strongly enhancing voxels.
         relabelled_ml: predicted enhancing tumour the images did not support, now NCR.
+        reference: what the T1c was compared with.
     """
 
     assessed: bool
@@ -96,9 +97,10 @@ class EnhancementCheck:
     rule: EnhancementRule = field(default_factory=EnhancementRule)
     kept: list[dict] = field(default_factory=list)
     relabelled_ml: float = 0.0
+    reference: str = ""
 
     def as_dict(self) -> dict:
-        return {"assessed": self.assessed, "reason": self.reason, "rule": asdict(self.rule),
+        return {"assessed": self.assessed, "reason": self.reason, "reference": self.reference, "rule": asdict(self.rule),
                 "components_kept": self.kept, "relabelled_ncr_ml": round(self.relabelled_ml, 3)}
 
 
@@ -163,7 +165,8 @@ def check_enhancement(labels: Volume, images: Mapping[str, Volume], brain: np.nd
     if isinstance(rule, EnhancementRules):
         rule = rule.for_images(images)
     enhancing = labels.array == Label.ET
-    check = EnhancementCheck(True, rule=rule)
+    check = EnhancementCheck(True, rule=rule, reference="T1 and normal brain" if "t1" in images
+                             else "normal brain (no T1 given)")
     if not enhancing.any():
         return labels, check
     tumour = ndimage.binary_dilation(labels.array > 0, _STRUCTURE, iterations=3)

@@ -345,7 +345,7 @@ def _result_findings(check: EnhancementCheck, prepared: PreparedInput, labels: V
         findings.append(Finding(Severity.WARNING, "enhancement_not_assessed", check.reason, "t1c"))
     elif check.relabelled_ml >= 1.0:
         findings.append(Finding(Severity.WARNING, "enhancement_not_confirmed", f"{check.relabelled_ml:.1f} mL the "
-                                "model drew as enhancing tumour does not enhance on T1c against T1 and normal brain: "
+                                f"model drew as enhancing tumour does not enhance on T1c against {check.reference}: "
                                 "reported as non-enhancing core; if enhancement is expected, check that the T1c is "
                                 "post-contrast and the right series", "t1c"))
     return findings

@@ -46,6 +46,9 @@ def test_tumour_that_does_not_enhance_becomes_non_enhancing_core_and_is_reported
     assert (checked.array[lesion_a] == Label.ET).all() and (checked.array[lesion_b] == Label.NCR).all()
     assert report.assessed and len(report.kept) == 1 and report.kept[0]["median_contrast_sd"] > 2
     assert report.relabelled_ml == pytest.approx(lesion_b.sum() / 1000, rel=1e-3)
+    assert report.reference == "T1 and normal brain"
+    _, without_t1 = check_enhancement(labels, {"t1c": images["t1c"]}, brain, RULE)
+    assert without_t1.reference == "normal brain (no T1 given)" and without_t1.as_dict()["reference"]
     unchecked, report = check_enhancement(labels, images, brain, EnhancementRule())  # off: measure only
     assert np.array_equal(unchecked.array, labels.array) and len(report.kept) == 2
 
