@@ -152,7 +152,8 @@ class SegmentOptions:
     device: Device = _option(Device.AUTO, "--device", "where inference runs", kind=Device, parameter="device")
     flips: int = _option(1, "--flips", f"test-time flip passes per model, 1-{MAX_FLIPS} (default 1)", kind=int)
     label_convention: LabelConvention | None = _option(None, "--label-convention", "codes of the written label "
-                                                       "map (default: the model's; brats2018 = 1/2/4)",
+                                                       "map (default: brats2023 = 1/2/3 when the input files are named the BraTS 2023 way, "
+                                                       "e.g. -t2f, else the model's; brats2018 = 1/2/4)",
                                                        kind=LabelConvention)
     uncertainty_map_kind: UncertaintyMap = _option(UncertaintyMap.ENTROPY, "--uncertainty-map-kind",
                                                    "which map --uncertainty-map writes when sampling",

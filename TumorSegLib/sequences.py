@@ -6,7 +6,7 @@ import os
 import re
 
 __all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "REFERENCE_ORDER", "IMAGE_SUFFIXES",
-           "guess_sequence", "case_name", "sequence_files"]
+           "guess_sequence", "case_name", "sequence_files", "brats2023_named"]
 
 SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 DISPLAY_NAMES = {"t1": "T1", "t1c": "T1c (contrast)", "t2": "T2", "flair": "FLAIR"}
@@ -35,6 +35,9 @@ _PRE_CONTRAST = re.compile(r"(?<![a-z])pre(?![a-z])|pre[\W_]*(gad|gd|contrast|co
                            r"non[\W_]*(contrast|enhanced|gad|gd)|no[\W_]*(contrast|gad|gd)(?![a-z])|(?<![a-z])native|"
                            r"(?<![a-z])nc(?![a-z])|plain", re.I)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+# Suffixes only BraTS 2023 and later use ("t1c" is shared with other conventions, so it says nothing).
+_BRATS2023_ONLY = frozenset({"t1n", "t2w", "t2f"})
+_BEFORE_2023_ONLY = frozenset({"t1", "t2", "flair", "t1ce"})
 # A trailing BraTS suffix (longest first, so "t1ce" is not read as "t1" + "ce").
 _SUFFIX = re.compile(r"[\W_]*(" + "|".join(sorted({s for v in FILE_SUFFIXES.values() for s in v}, key=len,
                                                    reverse=True)) + r")$", re.I)
@@ -66,6 +69,25 @@ def case_name(names: list[str]) -> str:
     return prefix or "Case"
 
 
+def _brats_suffix(path: str | os.PathLike) -> str | None:
+    stem = re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", os.path.basename(os.fspath(path)), flags=re.I)
+    suffix = _SUFFIX.search(stem)
+    return suffix.group(1).lower() if suffix else None
+
+
+def brats2023_named(paths) -> bool:
+    """Whether image files are named the BraTS 2023 way (``…-t1n``, ``-t1c``, ``-t2w``, ``-t2f``): some name a
+    2023-only suffix and none an older one. Such a user's label maps code enhancing tumour 3, not 4.
+
+    >>> brats2023_named(["BraTS-GLI-00001-000-t1c.nii.gz", "BraTS-GLI-00001-000-t2f.nii.gz"])
+    True
+    >>> brats2023_named(["Brats18_X_1_t1ce.nii.gz", "Brats18_X_1_flair.nii.gz"]), brats2023_named(["a_t1c.nii"])
+    (False, False)
+    """
+    suffixes = {_brats_suffix(path) for path in paths}
+    return bool(suffixes & _BRATS2023_ONLY) and not suffixes & _BEFORE_2023_ONLY
+
+
 def sequence_files(folder: str | os.PathLike) -> dict[str, str]:
     """The sequence image files of one case folder, by sequence key, from their names (BraTS suffixes or scanner
     names); files naming no sequence (a label map, notes) are left out.
@@ -77,10 +99,9 @@ def sequence_files(folder: str | os.PathLike) -> dict[str, str]:
     for name in sorted(os.listdir(folder)):
         if not name.lower().endswith(IMAGE_SUFFIXES):
             continue
-        stem = re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", name, flags=re.I)
-        suffix = _SUFFIX.search(stem)
-        key = next((k for k, names in FILE_SUFFIXES.items() if suffix and suffix.group(1).lower() in names), None)
-        key = key or guess_sequence(stem)
+        suffix = _brats_suffix(name)
+        key = next((k for k, names in FILE_SUFFIXES.items() if suffix in names), None)
+        key = key or guess_sequence(re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", name, flags=re.I))
         if key is None:
             continue
         if key in found:

@@ -33,6 +33,7 @@ def test_segment_writes_labels_on_the_input_grid_and_a_summary(segmented, synthe
     summary = json.loads(segmented.with_name("case_seg.json").read_text())
     assert summary["model"] == FAST_MODEL and len(summary["model_sha256"][0]) == 64
     assert summary["device"] == "cpu" and summary["label_convention"] == "brats2018"
+    assert summary["label_convention_why"] == "the model's"
     assert set(summary["volumes_ml"]) == {"NCR", "ED", "ET", "TC", "WT"}
     voxels = (labels.array > 0).sum() * np.prod(labels.spacing) / 1000
     assert summary["volumes_ml"]["WT"] == pytest.approx(voxels, abs=1e-3)
@@ -55,6 +56,22 @@ def test_segment_reports_progress_lines(synthetic_case_files, tmp_path, capsys):
     assert "[progress   0%] reading images" in out and "[progress 100%] done" in out
     assert set(np.unique(read_volume(tmp_path / "s.nrrd").array)) <= {0, 1, 2, 3}
     assert (tmp_path / "s.json").exists()
+
+
+def test_brats2023_named_inputs_get_brats2023_codes_unless_asked_otherwise(synthetic_case_files, tmp_path, capsys):
+    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+    files = {key: tmp_path / f"BraTS-GLI-00042-000-{names[key]}.nii.gz" for key in names}
+    for key, path in files.items():
+        shutil.copy(synthetic_case_files[key], path)
+    assert main(segment_args(files, tmp_path / "a.nii.gz")) == 0
+    assert "3 ET), as the input files are named that way" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "a.json").read_text())
+    assert summary["label_convention"] == "brats2023" and "BraTS 2023" in summary["label_convention_why"]
+    codes = set(np.unique(read_volume(tmp_path / "a.nii.gz").array))
+    assert 3 in codes and 4 not in codes
+    assert main(segment_args(files, tmp_path / "b.nii.gz", "--label-convention", "brats2018")) == 0
+    assert 4 in set(np.unique(read_volume(tmp_path / "b.nii.gz").array))
+    assert json.loads((tmp_path / "b.json").read_text())["label_convention_why"] == "chosen"
 
 
 def test_segment_with_a_missing_sequence_still_runs_and_says_so(synthetic_case_files, tmp_path):

@@ -94,15 +94,23 @@ def check_model_and_device(options) -> None:
     resolve_device(options.device)
 
 
-def labels_summary(result, output: Path, written_to: Path, convention) -> dict:
-    """Write the label map (to ``written_to``, staged for ``output``) with ``convention``'s codes (default: the
-    model's); returns its summary record."""
+def labels_summary(result, output: Path, written_to: Path, convention, inputs=()) -> dict:
+    """Write the label map (to ``written_to``, staged for ``output``) with ``convention``'s codes; returns its
+    summary record. Default codes: BraTS 2023's when the ``inputs`` files are named the BraTS 2023 way (that
+    user's reference labels code ET 3), else the model's."""
     from ..export import write_label_map
+    from ..labels import LabelConvention
+    from ..sequences import brats2023_named
 
+    why = "chosen" if convention else "the model's"
+    if not convention and brats2023_named(inputs):
+        convention, why = LabelConvention.BRATS2023, "the input files are named the BraTS 2023 way"
+        log("[note] label codes of BraTS 2023 (1 NCR, 2 ED, 3 ET), as the input files are named that way; "
+            "--label-convention brats2018 writes ET as 4")
     convention = convention or result.model.label_convention
     write_label_map(result.labels, written_to, convention)
     convention = getattr(convention, "value", convention)
-    return {"output": str(output), "label_convention": convention, **result.summary()}
+    return {"output": str(output), "label_convention": convention, "label_convention_why": why, **result.summary()}
 
 
 def secondary_outputs(result, args, options, staged: dict[str, Path]) -> dict:

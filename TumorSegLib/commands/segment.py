@@ -70,7 +70,7 @@ def _segment_files(args: argparse.Namespace) -> int:
         show(result.qa)
         result.timings_s = {"read": read_seconds, **result.timings_s}
         output = Path(args.output)
-        summary = labels_summary(result, output, staged["labels"], options.label_convention)
+        summary = labels_summary(result, output, staged["labels"], options.label_convention, paths.values())
         summary.update(secondary_outputs(result, args, options, staged))
         summary["provenance"] = provenance(input_record(paths), options, command=["tumorseg", *getattr(args, "argv", sys.argv[1:])])
         if args.report:
