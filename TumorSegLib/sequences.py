@@ -38,6 +38,8 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 # Suffixes only BraTS 2023 and later use ("t1c" is shared with other conventions, so it says nothing).
 _BRATS2023_ONLY = frozenset({"t1n", "t2w", "t2f"})
 _BEFORE_2023_ONLY = frozenset({"t1", "t2", "flair", "t1ce"})
+# BraTS 2023+ case ids (glioma, meningioma, metastases, paediatric, sub-Saharan Africa, ...): BraTS-GLI-00042-000
+_BRATS2023_CASE = re.compile(r"brats-[a-z]{2,6}-\d{5}-\d{3}", re.I)
 # A trailing BraTS suffix (longest first, so "t1ce" is not read as "t1" + "ce").
 _SUFFIX = re.compile(r"[\W_]*(" + "|".join(sorted({s for v in FILE_SUFFIXES.values() for s in v}, key=len,
                                                    reverse=True)) + r")$", re.I)
@@ -76,14 +78,20 @@ def _brats_suffix(path: str | os.PathLike) -> str | None:
 
 
 def brats2023_named(paths) -> bool:
-    """Whether image files are named the BraTS 2023 way (``…-t1n``, ``-t1c``, ``-t2w``, ``-t2f``): some name a
-    2023-only suffix and none an older one. Such a user's label maps code enhancing tumour 3, not 4.
+    """Whether image files are named the BraTS 2023 way: a 2023 case id in the path (``BraTS-GLI-00042-000``),
+    or 2023-only suffixes (``…-t1n``, ``-t2w``, ``-t2f``) and none of the older ones. Such a user's label maps
+    code enhancing tumour 3, not 4.
 
     >>> brats2023_named(["BraTS-GLI-00001-000-t1c.nii.gz", "BraTS-GLI-00001-000-t2f.nii.gz"])
     True
-    >>> brats2023_named(["Brats18_X_1_t1ce.nii.gz", "Brats18_X_1_flair.nii.gz"]), brats2023_named(["a_t1c.nii"])
+    >>> brats2023_named(["/data/BraTS-MEN-00004-000/t1c.nii.gz"]), brats2023_named(["x/case_t2f.nii.gz"])
+    (True, True)
+    >>> brats2023_named(["Brats18_X_1_t1ce.nii.gz", "BraTS2021_00002_flair.nii.gz"]), brats2023_named(["a_t1c.nii"])
     (False, False)
     """
+    paths = [os.fspath(path) for path in paths]
+    if any(_BRATS2023_CASE.search(path) for path in paths):
+        return True
     suffixes = {_brats_suffix(path) for path in paths}
     return bool(suffixes & _BRATS2023_ONLY) and not suffixes & _BEFORE_2023_ONLY
 
