@@ -166,7 +166,8 @@ def _check_inputs(images: Mapping[str, Volume], present: list[str], clinical: Cl
     if not {"t2", "flair"} & set(present):
         qa_report.findings.append(Finding(
             Severity.WARNING, "no_t2_or_flair", "without T2 or FLAIR, oedema is invisible: the whole-tumour and "
-            "oedema contours are unreliable (cross-validated whole-tumour Dice 0.30 with T1c alone); add FLAIR"))
+            "oedema contours are unreliable and the core is less accurate (cross-validated Dice with T1c alone: "
+            "WT 0.30, TC 0.38, ET 0.39, against 0.83 / 0.71 / 0.68 with all four); add FLAIR"))
     reference = clinical.reference or next(key for key in REFERENCE_ORDER if key in present)
     if reference not in present:
         raise ValueError(f"the reference sequence {DISPLAY_NAMES.get(reference, reference)} was not given")

@@ -6,12 +6,12 @@
 # a few device calls), .gpu/whl/ (MONAI, which the GPU image lacks), .gpu/resume/ (the shipped weights and step
 # counts). On the device, after the parts are carried:  bash scripts/train_gpu.sh
 # It writes to $OUT (or OUT_DIR): one <run>.pt per run (float16 weights) and runs.tar.gz (histories, configs,
-# log) - 7 files, within what the device tool brings back. Install them with scripts/install_trained_weights.py.
+# log) and inference_benchmark.json - 8 files, within what the device tool brings back. Install them with scripts/install_trained_weights.py.
 #
 # Settings (environment): TIME_LIMIT (s, default 330), BATCH (default 4), REMOVE_ENHANCEMENT (default 0.3),
 # DEVICE (default cuda), MAX_STEPS (default 1000000), PYTHON (default python3), GPU_DIR (default .gpu),
 # FOLDS (the split, default the shipped one), EXTRA_ARGS (more `tumorseg train` options, e.g. a small patch size
-# for the CPU test).
+# for the CPU test), INFERENCE_BENCHMARK (0 skips the timing of the default ensemble), BENCH_REPEATS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gpu=${GPU_DIR:-.gpu}
@@ -44,3 +44,11 @@ for run in "$work"/runs/fold*/; do
 done
 tar -czf "$out/runs.tar.gz" -C "$work/runs" train.log folds.json $(cd "$work/runs" && ls -d fold*/history.json fold*/config.json)
 grep -h "done:" "$work/runs/train.log" || true
+
+# The inference budget (<= 5 s per case on one H200): the default ensemble on one cached case, timed on this
+# device while it is lent. INFERENCE_BENCHMARK=0 skips it.
+if [ "${INFERENCE_BENCHMARK:-1}" != 0 ]; then
+  case_file=$(ls "$work"/cache/*.npz | head -n 1)
+  "$python" Testing/Benchmarks/gpu_inference_benchmark.py --device "${DEVICE:-cuda}" --case "$case_file" \
+    --repeats "${BENCH_REPEATS:-3}" | tee "$out/inference_benchmark.json"
+fi

@@ -240,13 +240,16 @@ def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configurat
     out = tmp_path / "out"
     env = {**os.environ, "GPU_DIR": str(gpu), "OUT_DIR": str(out), "DEVICE": "cpu", "MAX_STEPS": "1",
            "BATCH": "1", "FOLDS": str(earlier / "folds.json"), "PYTHON": sys.executable,
-           "EXTRA_ARGS": "--patch-size 32 32 32"}
+           "EXTRA_ARGS": "--patch-size 32 32 32", "BENCH_REPEATS": "1"}
     completed = subprocess.run(["bash", str(root / "scripts" / "train_gpu.sh")], env=env, capture_output=True,
                                text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "started foldall from" in completed.stdout
     returned = sorted(p.name for p in out.iterdir())
-    assert returned == ["fold0.pt", "fold1.pt", "fold2.pt", "foldall.pt", "runs.tar.gz"] and len(returned) <= 8
+    assert returned == ["fold0.pt", "fold1.pt", "fold2.pt", "foldall.pt", "inference_benchmark.json",
+                        "runs.tar.gz"] and len(returned) <= 8
+    timing = json.loads((out / "inference_benchmark.json").read_text())  # the shipped ensemble, on that device
+    assert timing["members"] == 6 and timing["device"] == "cpu" and timing["inference_s"] > 0
     with tarfile.open(out / "runs.tar.gz") as archive:
         history = json.loads(archive.extractfile("foldall/history.json").read())
     assert history["summary"]["steps"] == 2  # one step earlier, one now
