@@ -36,6 +36,7 @@ from .postprocessing import PostProcessing, postprocess
 from .preprocessing import PreparedInput, check_same_grid, prepare_input, to_reference_grid
 from .qa import Finding, QAReport, Severity, check_brain_and_tumour, check_sequences, run_qa
 from .sequences import DISPLAY_NAMES, REFERENCE_ORDER, REQUIRED_ANY
+from .support import NOT_ASSESSED_WITHOUT_T2_FLAIR, not_assessed, without_unseen_oedema
 from .volume import Volume
 
 __all__ = ["SegmentationResult", "segment"]
@@ -83,8 +84,8 @@ class SegmentationResult:
 
     @property
     def not_assessed(self) -> tuple[str, ...]:
-        """Volume keys the images cannot support (without T1c: NCR and ET, only their union TC is known)."""
-        return ("NCR", "ET") if self.enhancement is not None and not self.enhancement.assessed else ()
+        """Volume keys the images cannot support (without T1c NCR and ET, without T2/FLAIR ED and WT)."""
+        return tuple(not_assessed(self.sequences_used))
 
     def volumes_ml(self) -> dict[str, float | None]:
         """mL per volume key; ``None`` for what was not assessed."""
@@ -110,13 +111,14 @@ class SegmentationResult:
             "n4_bias_correction": self.n4,
             "enhancement": self.enhancement.as_dict() if self.enhancement is not None else None,
             "not_assessed": list(self.not_assessed),
+            "not_assessed_why": not_assessed(self.sequences_used),
             **({"uncertainty": self._uncertainty_summary()} if self.uncertainty or self.spread else {}),
         }
 
     def _uncertainty_summary(self) -> dict:
         source = self.uncertainty or self.spread
         summary = {**source.summary(), "source": "requested sampling" if self.uncertainty else "ensemble members"}
-        for key in self.not_assessed:  # no T1c: nothing is said about enhancing tumour, nor about necrosis
+        for key in self.not_assessed:  # nothing is said about what the images cannot show
             summary["volumes_ml"].pop(key, None)
             summary["regions"].pop(key, None)
         summary["flagged"] = [key for key in summary["flagged"] if key not in self.not_assessed]
@@ -165,9 +167,8 @@ def _check_inputs(images: Mapping[str, Volume], present: list[str], clinical: Cl
     qa_report.raise_for_errors(force)
     if not {"t2", "flair"} & set(present):
         qa_report.findings.append(Finding(
-            Severity.WARNING, "no_t2_or_flair", "without T2 or FLAIR, oedema is invisible: the whole-tumour and "
-            "oedema contours are unreliable and the core is less accurate (cross-validated Dice with T1c alone: "
-            "WT 0.30, TC 0.38, ET 0.39, against 0.83 / 0.71 / 0.68 with all four); add FLAIR"))
+            Severity.WARNING, "no_t2_or_flair", NOT_ASSESSED_WITHOUT_T2_FLAIR + "; the core is also less accurate "
+            "(cross-validated Dice with T1c alone: TC 0.38, ET 0.39, against 0.71 / 0.68 with all four); add FLAIR"))
     reference = clinical.reference or next(key for key in REFERENCE_ORDER if key in present)
     if reference not in present:
         raise ValueError(f"the reference sequence {DISPLAY_NAMES.get(reference, reference)} was not given")
@@ -314,7 +315,7 @@ def _clean_images(aligned: dict[str, Volume], reference: str, clinical: Clinical
 def _labels(probabilities: Volume, settings: PostProcessing, brain: BrainExtraction | None,
             aligned: Mapping[str, Volume]) -> tuple[Volume, EnhancementCheck]:
     """Post-processed labels on the reference grid, kept inside the final brain mask, with enhancing tumour only
-    where the images show enhancement (none without T1c)."""
+    where the images show enhancement (none without T1c), and no oedema without T2 or FLAIR."""
     labels = postprocess(probabilities, settings)
     if brain is not None:
         # Final brain mask: the atlas brain plus the predicted tumour touching it; nothing outside is kept.
@@ -322,7 +323,8 @@ def _labels(probabilities: Volume, settings: PostProcessing, brain: BrainExtract
         labels = labels.with_array(np.where(brain.mask.array, labels.array, 0).astype(np.uint8))
     brain_mask = brain.mask.array if brain is not None else foreground_mask(
         np.stack([volume.array for volume in aligned.values()]))
-    return check_enhancement(labels, aligned, brain_mask, settings.enhancement_rules)
+    labels, check = check_enhancement(labels, aligned, brain_mask, settings.enhancement_rules)
+    return without_unseen_oedema(labels, aligned), check
 
 
 def _enhancement_moved(sampled, labels: Volume, check: EnhancementCheck, spec: ModelSpec):

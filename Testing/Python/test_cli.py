@@ -206,14 +206,23 @@ def test_track_refuses_a_broken_timeline(tmp_path, capsys):
     assert "timeline" in capsys.readouterr().err.lower()
 
 
-def test_t1c_alone_runs_but_warns_that_oedema_is_unreliable(synthetic_case_files, tmp_path, capsys):
+def test_t1c_alone_reports_the_core_only_and_says_why(synthetic_case_files, tmp_path, capsys):
     args = ["segment", "--t1c", str(synthetic_case_files["t1c"]), "-o", str(tmp_path / "x.nii.gz"),
-            "--model", FAST_MODEL]
+            "--report", str(tmp_path / "x.html")]  # the default ensemble: its members' spread gives intervals
     assert main(args) == 0
-    assert "[warning] without T2 or FLAIR" in capsys.readouterr().out
+    assert "[warning] no T2 or FLAIR: oedema cannot be seen" in capsys.readouterr().out
     summary = json.loads((tmp_path / "x.json").read_text())
     codes = [f["code"] for f in summary["qa"]]
     assert "no_t2_or_flair" in codes and all(f["severity"] == "warning" for f in summary["qa"]), codes
+    # Oedema and the whole tumour are not reported (no T2/FLAIR); the core and its parts are.
+    assert summary["not_assessed"] == ["ED", "WT"]
+    assert summary["not_assessed_why"] == {"ED": "no T2/FLAIR", "WT": "no T2/FLAIR"}
+    assert summary["volumes_ml"]["ED"] is None and summary["volumes_ml"]["WT"] is None
+    assert summary["volumes_ml"]["TC"] > 0 and {"ED", "WT"}.isdisjoint(summary["uncertainty"]["volumes_ml"])
+    labels = read_volume(tmp_path / "x.nii.gz").array
+    assert 2 not in np.unique(labels) and (labels > 0).any()
+    report = (tmp_path / "x.html").read_text()
+    assert "No T2 or FLAIR series" in report and "no T2/FLAIR" in report
 
 
 @pytest.fixture(scope="module")

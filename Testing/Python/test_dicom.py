@@ -210,6 +210,11 @@ def test_the_core_is_one_segment_without_t1c():
     assert len(specs) == 2 and "not assessed" in specs[0].name and specs[0].labels == {1, 3}
 
 
+def test_there_is_no_oedema_segment_without_t2_or_flair():
+    specs = segment_specs(("ED", "WT"))
+    assert [set(spec.labels) for spec in specs] == [{1}, {3}]
+
+
 def test_a_result_on_another_grid_is_not_written_against_the_series(written_objects):
     _, labels, sources, _ = written_objects
     shifted = Volume(labels.array, labels.spacing, tuple(np.add(labels.origin, 3.0)), labels.direction)

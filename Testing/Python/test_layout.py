@@ -15,6 +15,7 @@ MAX_FUNCTION_LINES = 60
 LAYERS = {
     "labels": 0, "sequences": 0, "volume": 0, "options": 0, "version": 0, "network": 0, "memory": 0,
     "geometry": 1, "atlas": 1, "qa": 1, "models": 1, "metrics": 1, "enhancement": 1, "intensity": 1, "provenance": 1,
+    "support": 1,
     "registration": 2, "preprocessing": 2, "export": 2, "dicom": 2, "inference": 2, "postprocessing": 2,
     "clinical": 3, "uncertainty": 3, "calibration": 3, "synthetic": 3,
     "pipeline": 4, "training": 4, "longitudinal": 4,

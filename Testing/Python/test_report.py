@@ -46,6 +46,11 @@ def test_without_t1c_necrosis_and_enhancement_say_not_assessed():
     assert html.count("not assessed") >= 2 and "No T1c (contrast) series" in html
 
 
+def test_without_t2_or_flair_oedema_and_whole_tumour_say_not_assessed():
+    html = render_html(ReportContent(summary(("ED", "WT"))))
+    assert html.count("no T2/FLAIR") == 2 and "No T2 or FLAIR series" in html and "No T1c" not in html
+
+
 def test_key_images_cut_through_the_tumour():
     images, labels = brain_phantom(shape=(48, 52, 40))
     i, j, k = tumour_slices(labels)

@@ -126,6 +126,20 @@ def test_results_table_lists_volumes_and_follows_edits(slicer_app, case):
     watcher.stop()
 
 
+def test_results_table_says_which_volumes_the_sequences_cannot_support_and_why(slicer_app, case):
+    images, labels = case
+    table = mrml.create_results_table(slicer_app.scene, "Case volumes")
+    mrml.update_results_table(table, labels, None, (), ("ED", "WT"))  # T1c alone
+    rows = {table.GetCellText(r, 0): r for r in range(table.GetNumberOfRows())}
+    assert table.GetCellText(rows["ED"], 7) == table.GetCellText(rows["WT"], 7) == "not assessed (no T2/FLAIR)"
+    assert float(table.GetCellText(rows["TC"], 1)) > 0 and table.GetCellText(rows["TC"], 7) == ""
+    mrml.set_uncertainty_columns(table, {"flagged": ["WT", "TC"], "regions": {}, "volumes_ml": {}})
+    assert table.GetCellText(rows["WT"], 7) == "not assessed (no T2/FLAIR)" and table.GetCellText(rows["TC"], 7) \
+        == "REVIEW"
+    mrml.update_results_table(table, labels, None, (), ("NCR", "ET"))  # no T1c
+    assert table.GetCellText(rows["NCR"], 7) == "not assessed (no T1c)"
+
+
 def test_uncertainty_volume_is_windowed_zero_to_one_and_can_be_overlaid(slicer_app, case):
     images, labels = case
     scene = slicer_app.scene

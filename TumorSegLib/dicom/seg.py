@@ -31,9 +31,9 @@ class SegmentSpec:
 
 def segment_specs(not_assessed: Collection[str] = ()) -> list[SegmentSpec]:
     """The segments of a result: NCR, ED, ET; without T1c (NCR and ET not assessed) the core is one
-    segment, named for what it is."""
+    segment, named for what it is; without T2/FLAIR (ED not assessed) there is no oedema segment."""
     specs = [SegmentSpec(frozenset({int(info.label)}), info.name, info.category, info.type, info.color)
-             for info in LABELS]
+             for info in LABELS if not (info.label == Label.ED and "ED" in not_assessed)]
     if {"NCR", "ET"} & set(not_assessed):
         core = SegmentSpec(frozenset({int(Label.NCR), int(Label.ET)}),
                            "Tumor core (necrosis and enhancement not assessed without T1c)", _CATEGORY,

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..export import atomic_write
 from ..labels import VOLUME_KEYS
 from ..longitudinal import PRINTED_COLUMNS
+from ..support import VOLUME_NEEDS
 from ..volume import PathLike
 
 __all__ = ["ReportContent", "render_html", "write_report", "RESEARCH_ONLY"]
@@ -57,7 +58,8 @@ def _volume_rows(summary: Mapping) -> list[dict]:
         bounds = interval.get("interval") or ([interval["p5"], interval["p95"]] if "p5" in interval else None)
         rows.append({"key": key, "name": _VOLUME_NAMES[key], "value": value,
                      "interval": bounds, "calibrated": "interval" in interval,
-                     "flagged": key in flagged, "not_assessed": key in summary.get("not_assessed", [])})
+                     "flagged": key in flagged, "not_assessed": key in summary.get("not_assessed", []),
+                     "why": VOLUME_NEEDS.get(key, ((), ""))[1]})
     return rows
 
 
@@ -72,9 +74,12 @@ def _review_flags(content: ReportContent) -> list[str]:
                      + "; review it first.")
     for key in uncertainty.get("estimate_outside_interval", []):
         flags.append(f"{_VOLUME_NAMES.get(key, key)}: the volume lies outside its own interval; treat it with care.")
-    if summary.get("not_assessed"):
+    if "ET" in summary.get("not_assessed", []):
         flags.append("No T1c (contrast) series: enhancing tumor and necrosis are not assessed; the tumor core is "
                      "reported as one region.")
+    if "ED" in summary.get("not_assessed", []):
+        flags.append("No T2 or FLAIR series: edema and the whole tumor's extent are not assessed; only the tumor "
+                     "core is reported.")
     if any(finding.get("forced") for finding in summary.get("qa", [])):
         flags.append("Input-check errors were overridden (--force): the result may be wrong.")
     return flags
@@ -113,7 +118,7 @@ img { width: 100%; } .keep { break-inside: avoid; }
 <h2>Tumor volumes</h2>
 <table><tr><th>Region</th><th>Volume (mL)</th><th>Interval (mL)</th><th>Review</th></tr>
 {% for row in volumes %}<tr><td>{{ row.name }}</td>
-{% if row.not_assessed %}<td class="n">not assessed</td><td>no T1c</td><td></td>
+{% if row.not_assessed %}<td class="n">not assessed</td><td>{{ row.why }}</td><td></td>
 {% else %}<td class="n">{{ "%.1f" | format(row.value) }}</td>
 <td class="n">{% if row.interval %}{{ "%.1f" | format(row.interval[0]) }} to {{ "%.1f" | format(row.interval[1]) }}{% if row.calibrated %}*{% endif %}{% else %}not estimated{% endif %}</td>
 <td>{% if row.flagged %}<span class="flag">uncertain: review</span>{% endif %}</td>{% endif %}</tr>
@@ -139,7 +144,7 @@ voxel uncertainty (darker = surer). Radiological convention (R = patient's right
 <td class="n">{{ "%.0f" | format(lesion.longest_diameter_mm * lesion.perpendicular_diameter_mm) }}</td>
 <td class="n">{{ "%.2f" | format(lesion.volume_ml) }}</td>
 <td>{{ "yes" if lesion.measurable else "no: " ~ lesion.reason }}</td></tr>{% endfor %}</table>
-{% else %}<p>No enhancing lesion{% if summary.not_assessed %} (not assessed without T1c){% endif %}.</p>{% endif %}
+{% else %}<p>No enhancing lesion{% if "ET" in summary.not_assessed %} (not assessed without T1c){% endif %}.</p>{% endif %}
 
 {% if timeline %}<div class="keep"><h2>Follow-up (RANO 2.0, imaging only)</h2>
 <table class="follow"><tr>{% for column in timeline_columns %}<th>{{ headers.get(column, column) }}</th>{% endfor %}</tr>

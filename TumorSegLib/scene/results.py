@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..labels import VOLUME_KEYS, VOLUME_MEMBERS
+from ..support import VOLUME_NEEDS
 from ..volume import Volume
 from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
 from .segments import edited_labels, labels_from_segmentation
@@ -19,7 +20,7 @@ INTERVAL_COLUMN = "AI volume interval (mL)"
 TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", INTERVAL_COLUMN,
                  "Uncertainty score", "Review first")
 NOT_ASSESSED_ATTRIBUTE = "TumorSeg.NotAssessed"  # on a segmentation node: volume keys the images cannot support
-NOT_ASSESSED_TEXT = "not assessed (no T1c)"
+_NOT_ASSESSED = "not assessed"  # the table's words, with the reason in brackets, e.g. "not assessed (no T1c)"
 
 
 def create_results_table(scene, name: str):
@@ -58,7 +59,7 @@ def set_uncertainty_columns(table, record: dict) -> None:
         score = record.get("regions", {}).get(key, {}).get("score")
         vtk_table.GetColumnByName(INTERVAL_COLUMN).SetValue(row, f"{low:.2f} - {high:.2f}" if interval else "")
         vtk_table.GetColumnByName("Uncertainty score").SetValue(row, float("nan") if score is None else round(score, 3))
-        if vtk_table.GetColumnByName("Review first").GetValue(row) != NOT_ASSESSED_TEXT:
+        if not str(vtk_table.GetColumnByName("Review first").GetValue(row)).startswith(_NOT_ASSESSED):
             vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
     vtk_table.Modified()
     table.Modified()
@@ -94,7 +95,8 @@ def review_first(record: dict) -> str:
 def update_results_table(table, labels: Volume, uncertainty: Volume | None, edited: Iterable[str],
                          not_assessed: Iterable[str] = ()) -> None:
     """Fill the results table from an internal label map (and uncertainty map on the same grid); rows the
-    images cannot support (``not_assessed``, e.g. NCR and ET without T1c) show no volume and say why."""
+    images cannot support (``not_assessed``, e.g. NCR and ET without T1c) show no volume and say why
+    (:mod:`~TumorSegLib.support`)."""
     edited, not_assessed = set(edited), set(not_assessed)
     vtk_table = table.GetTable()
     for row, key in enumerate(VOLUME_KEYS):
@@ -108,7 +110,7 @@ def update_results_table(table, labels: Volume, uncertainty: Volume | None, edit
         vtk_table.GetColumnByName("Volume (mL)").SetValue(row, volume)
         vtk_table.GetColumnByName("Voxels").SetValue(row, voxels)
         if key in not_assessed:
-            vtk_table.GetColumnByName("Review first").SetValue(row, NOT_ASSESSED_TEXT)
+            vtk_table.GetColumnByName("Review first").SetValue(row, f"{_NOT_ASSESSED} ({VOLUME_NEEDS[key][1]})")
         vtk_table.GetColumnByName("Mean uncertainty").SetValue(row, round(mean_uncertainty, 4))
         vtk_table.GetColumnByName("Edited").SetValue(row, "yes" if is_edited else "no")
     vtk_table.Modified()
