@@ -15,7 +15,8 @@ import numpy as np
 from .labels import Label
 from .volume import Volume
 
-__all__ = ["VOLUME_NEEDS", "not_assessed", "without_unseen_oedema", "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
+__all__ = ["VOLUME_NEEDS", "not_assessed", "without_unseen_oedema", "still_not_assessed",
+           "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
 
 # Volume key -> the sequences of which at least one is needed to see it, and the short reason when none is given.
 VOLUME_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -40,3 +41,11 @@ def without_unseen_oedema(labels: Volume, sequences: Iterable[str]) -> Volume:
     if "ED" not in not_assessed(sequences):
         return labels
     return labels.with_array(np.where(labels.array == Label.ED, 0, labels.array).astype(labels.array.dtype))
+
+
+def still_not_assessed(not_assessed_keys: Iterable[str], edited: Iterable[str]) -> list[str]:
+    """``not_assessed_keys`` less what a reader has since drawn by hand: oedema painted on a study without
+    T2/FLAIR is the reader's finding, so ED and WT are reported again (and exported). NCR/ET without T1c stay
+    one core: there is no contrast to split it by."""
+    edited = set(edited)
+    return [key for key in not_assessed_keys if not ("ED" in edited and key in ("ED", "WT"))]

@@ -138,6 +138,12 @@ def test_results_table_says_which_volumes_the_sequences_cannot_support_and_why(s
         == "REVIEW"
     mrml.update_results_table(table, labels, None, (), ("NCR", "ET"))  # no T1c
     assert table.GetCellText(rows["NCR"], 7) == "not assessed (no T1c)"
+    # Oedema the reader paints on a T1c-only study is their finding: ED and WT get volumes again.
+    from TumorSegLib.support import still_not_assessed
+
+    assert still_not_assessed(("ED", "WT"), {"ED"}) == [] and still_not_assessed(("NCR", "ET"), {"ED"}) == ["NCR", "ET"]
+    mrml.update_results_table(table, labels, None, {"ED"}, still_not_assessed(("ED", "WT"), {"ED"}))
+    assert float(table.GetCellText(rows["WT"], 1)) > 0 and table.GetCellText(rows["ED"], 7) == ""
 
 
 def test_uncertainty_volume_is_windowed_zero_to_one_and_can_be_overlaid(slicer_app, case):

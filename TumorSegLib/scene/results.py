@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..labels import VOLUME_KEYS, VOLUME_MEMBERS
-from ..support import VOLUME_NEEDS
+from ..support import VOLUME_NEEDS, still_not_assessed
 from ..volume import Volume
 from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
 from .segments import edited_labels, labels_from_segmentation
@@ -49,6 +49,15 @@ def create_results_table(scene, name: str):
     return table
 
 
+def _review(table, row: int) -> str:
+    # Through the table node: after a scene reload the column's array type is the reader's choice.
+    return table.GetCellText(row, TABLE_COLUMNS.index("Review first")) or ""
+
+
+def _set_review(table, row: int, text: str) -> None:
+    table.SetCellText(row, TABLE_COLUMNS.index("Review first"), text)
+
+
 def set_uncertainty_columns(table, record: dict) -> None:
     """Fill the interval, score and review columns from a ``tumorseg segment`` uncertainty record."""
     vtk_table = table.GetTable()
@@ -59,8 +68,8 @@ def set_uncertainty_columns(table, record: dict) -> None:
         score = record.get("regions", {}).get(key, {}).get("score")
         vtk_table.GetColumnByName(INTERVAL_COLUMN).SetValue(row, f"{low:.2f} - {high:.2f}" if interval else "")
         vtk_table.GetColumnByName("Uncertainty score").SetValue(row, float("nan") if score is None else round(score, 3))
-        if not str(vtk_table.GetColumnByName("Review first").GetValue(row)).startswith(_NOT_ASSESSED):
-            vtk_table.GetColumnByName("Review first").SetValue(row, "REVIEW" if key in flagged else "")
+        if not _review(table, row).startswith(_NOT_ASSESSED):
+            _set_review(table, row, "REVIEW" if key in flagged else "")
     vtk_table.Modified()
     table.Modified()
 
@@ -110,7 +119,9 @@ def update_results_table(table, labels: Volume, uncertainty: Volume | None, edit
         vtk_table.GetColumnByName("Volume (mL)").SetValue(row, volume)
         vtk_table.GetColumnByName("Voxels").SetValue(row, voxels)
         if key in not_assessed:
-            vtk_table.GetColumnByName("Review first").SetValue(row, f"{_NOT_ASSESSED} ({VOLUME_NEEDS[key][1]})")
+            _set_review(table, row, f"{_NOT_ASSESSED} ({VOLUME_NEEDS[key][1]})")
+        elif _review(table, row).startswith(_NOT_ASSESSED):  # assessed now (drawn by the reader)
+            _set_review(table, row, "")
         vtk_table.GetColumnByName("Mean uncertainty").SetValue(row, round(mean_uncertainty, 4))
         vtk_table.GetColumnByName("Edited").SetValue(row, "yes" if is_edited else "no")
     vtk_table.Modified()
@@ -156,7 +167,8 @@ class ResultsWatcher:
             self._uncertainty.shape == labels.shape else None
         edited = edited_labels(self.segmentation_node, labels)
         not_assessed = (self.segmentation_node.GetAttribute(NOT_ASSESSED_ATTRIBUTE) or "").split(",")
-        update_results_table(self.table_node, labels, uncertainty, edited, filter(None, not_assessed))
+        update_results_table(self.table_node, labels, uncertainty, edited,
+                             still_not_assessed(filter(None, not_assessed), edited))
         return labels, edited
 
 
