@@ -165,7 +165,9 @@ class Predictor:
         self.spec = spec
         self.device = resolve_device(device)
         self.overlap = overlap
-        keep_freed_memory()  # halves CPU inference time: see memory.py
+        # Halves CPU inference time (memory.py). The Slicer module and the web app never build a Predictor in
+        # their own process: they run `tumorseg segment` in a child, so only worker processes keep memory.
+        keep_freed_memory()
         self.networks = networks if networks is not None else load_networks(spec, self.device, members=members)
         self.fallbacks: list[str] = []  # what had to change while running (e.g. CUDA out of memory)
 

@@ -71,9 +71,12 @@ def case_name(names: list[str]) -> str:
     return prefix or "Case"
 
 
+def _stem(path: str | os.PathLike) -> str:
+    return re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", os.path.basename(os.fspath(path)), flags=re.I)
+
+
 def _brats_suffix(path: str | os.PathLike) -> str | None:
-    stem = re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", os.path.basename(os.fspath(path)), flags=re.I)
-    suffix = _SUFFIX.search(stem)
+    suffix = _SUFFIX.search(_stem(path))
     return suffix.group(1).lower() if suffix else None
 
 
@@ -109,7 +112,7 @@ def sequence_files(folder: str | os.PathLike) -> dict[str, str]:
             continue
         suffix = _brats_suffix(name)
         key = next((k for k, names in FILE_SUFFIXES.items() if suffix in names), None)
-        key = key or guess_sequence(re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", name, flags=re.I))
+        key = key or guess_sequence(_stem(name))
         if key is None:
             continue
         if key in found:
