@@ -25,6 +25,7 @@ from typing import Any
 
 from .labels import Region
 from .network import is_loopback
+from .provenance import file_sha256 as sha256_of  # one file hash for the project; the name others import
 
 __all__ = [
     "MODELS_DIR",
@@ -182,15 +183,6 @@ def build_network(spec: ModelSpec):
         raise ValueError(f"model '{spec.id}' names architecture '{spec.architecture}', "
                          "which monai.networks.nets does not have") from error
     return network_class(**spec.parameters)
-
-
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:

@@ -4,9 +4,9 @@ plot (volume distributions per region, seconds per case), from the journal's lat
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
+from ..export import atomic_write
 from ..labels import VOLUME_KEYS
 from .cases import BatchCase
 
@@ -38,13 +38,6 @@ def cohort_rows(cases: list[BatchCase], entries: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def _replace(path: Path, write) -> None:
-    """Write through a temporary name, then rename: a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.partial")
-    write(partial)
-    os.replace(partial, path)
-
-
 def write_cohort(rows: list[dict], path: Path) -> Path:
     """The cohort CSV (the batch's own summary: rewritten by every run of the batch)."""
     def write(target: Path) -> None:
@@ -53,7 +46,7 @@ def write_cohort(rows: list[dict], path: Path) -> Path:
             writer.writeheader()
             writer.writerows(rows)
 
-    _replace(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -77,6 +70,6 @@ def plot_cohort(rows: list[dict], path: Path) -> Path:
     seconds.set(title=f"Seconds per case ({failed} failed, red)", xlabel="case (input order)", ylabel="s")
     figure.suptitle("TumorSeg cohort — research use only", fontsize=10)
     figure.tight_layout()
-    _replace(path, lambda target: figure.savefig(target, format="png"))
+    atomic_write(path, lambda target: figure.savefig(target, format="png"))
     plt.close(figure)
     return path

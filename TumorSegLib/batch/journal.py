@@ -4,27 +4,20 @@ their checksums and it was made from the same inputs and options, so a rerun ski
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from ..provenance import file_sha256
 
 __all__ = ["JOURNAL_FILE", "Journal", "checksums"]
 
 JOURNAL_FILE = "batch_journal.jsonl"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checksums(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder``, by path relative to it."""
-    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
 class Journal:
@@ -60,6 +53,6 @@ class Journal:
         folder = self.output / case_id
         for name, digest in entry.get("outputs", {}).items():
             path = folder / name
-            if not path.is_file() or _sha256(path) != digest:
+            if not path.is_file() or file_sha256(path) != digest:
                 return "todo"  # changed or removed since: made again
         return "done"
