@@ -6,7 +6,7 @@ import os
 import re
 
 __all__ = ["SEQUENCES", "DISPLAY_NAMES", "FILE_SUFFIXES", "REQUIRED_ANY", "REFERENCE_ORDER", "IMAGE_SUFFIXES",
-           "guess_sequence", "case_name", "sequence_files", "brats2023_named"]
+           "guess_sequence", "case_name", "sequence_files", "brats2023_named", "file_stem"]
 
 SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 DISPLAY_NAMES = {"t1": "T1", "t1c": "T1c (contrast)", "t2": "T2", "flair": "FLAIR"}
@@ -71,12 +71,13 @@ def case_name(names: list[str]) -> str:
     return prefix or "Case"
 
 
-def _stem(path: str | os.PathLike) -> str:
+def file_stem(path: str | os.PathLike) -> str:
+    """A file's name without its image extension (``case_t1.nii.gz`` → ``case_t1``)."""
     return re.sub(r"(\.nii\.gz|\.[a-z]+)$", "", os.path.basename(os.fspath(path)), flags=re.I)
 
 
 def _brats_suffix(path: str | os.PathLike) -> str | None:
-    suffix = _SUFFIX.search(_stem(path))
+    suffix = _SUFFIX.search(file_stem(path))
     return suffix.group(1).lower() if suffix else None
 
 
@@ -112,7 +113,7 @@ def sequence_files(folder: str | os.PathLike) -> dict[str, str]:
             continue
         suffix = _brats_suffix(name)
         key = next((k for k, names in FILE_SUFFIXES.items() if suffix in names), None)
-        key = key or guess_sequence(_stem(name))
+        key = key or guess_sequence(file_stem(name))
         if key is None:
             continue
         if key in found:

@@ -5,6 +5,6 @@
 only by :mod:`.ui` and :mod:`.server`.
 """
 
-from .session import IMAGE_SUFFIXES, WebSession
+from .session import WebSession
 
-__all__ = ["WebSession", "IMAGE_SUFFIXES"]
+__all__ = ["WebSession"]

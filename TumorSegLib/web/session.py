@@ -20,20 +20,10 @@ from ..scene import (
     set_uncertainty_overlay,
     table_rows,
 )
-from ..sequences import SEQUENCES
+from ..sequences import IMAGE_SUFFIXES, SEQUENCES, file_stem
 from ..volume import PathLike, read_volume
 
-__all__ = ["WebSession", "IMAGE_SUFFIXES"]
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+__all__ = ["WebSession"]
 
 
 class WebSession:
@@ -77,7 +67,7 @@ class WebSession:
         Files whose names say which sequence they are make a new case: the four inputs are taken from them
         only (a sequence they lack is left empty, never filled from an earlier case in the scene)."""
         volumes = [(Path(path), read_volume(path)) for path in paths]  # all read before any node is added
-        nodes = [add_volume_node(self.scene, volume, _stem(path)) for path, volume in volumes]
+        nodes = [add_volume_node(self.scene, volume, file_stem(path)) for path, volume in volumes]
         ids = [node.GetID() for node in nodes]
         assigned = assign_volume_nodes(self.scene, nodes=nodes)
         if assigned:
@@ -93,7 +83,7 @@ class WebSession:
         if not folder.is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)
-                       and "seg" not in _stem(p).lower().split("_")[-1])
+                       and "seg" not in file_stem(p).lower().split("_")[-1])
         if files:
             return self.load_files(files)
         from ..dicom import assign_series, choose_study, read_series, scan_folder
