@@ -16,6 +16,7 @@ from .common import (
     check_model_and_device,
     labels_summary,
     log,
+    run_parsed,
     secondary_outputs,
 )
 
@@ -138,6 +139,4 @@ def run_segment(argv: list[str]) -> int:
     add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["segment", *argv])
     args.argv = ["segment", *argv]
-    from .common import run_parsed
-
     return run_parsed(args)

@@ -75,22 +75,11 @@ def create_segmentation_node(scene, labels: Volume, reference_node, name: str, s
     and remember (as a tag) a checksum of the AI result so later edits can be recognised. A label the
     model did not find still gets its (empty) segment, ready to be painted.
     """
-    slicer = _slicer()
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
-    segmentation = node.GetSegmentation()
-    tag = slicer.vtkSegment.GetTerminologyEntryTagName()
     for info in LABELS:
-        mask = labels.array == info.label
-        segmentation.AddEmptySegment(info.key, info.name, list(info.color))
-        segment = segmentation.GetSegment(info.key)
-        segment.SetTag(tag, terminology_entry(info))
-        segment.SetTag(AI_HASH_TAG, _mask_sha1(labels.with_array(mask)))
-        if mask.any():
-            slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-                _oriented_mask(mask, labels), node, info.key,
-                slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+        _set_to_ai(node, labels, info)
     if show_3d:
         node.CreateClosedSurfaceRepresentation()
     return node
@@ -99,18 +88,28 @@ def create_segmentation_node(scene, labels: Volume, reference_node, name: str, s
 def revert_segment(segmentation_node, labels: Volume, key: str) -> None:
     """Put one segment (NCR, ED or ET) back to the AI result ``labels`` (internal codes, on the grid the
     segmentation was made on); its edited mark goes with it."""
-    slicer = _slicer()
     info = next((info for info in LABELS if info.key == key), None)
     if info is None:
         raise ValueError(f"no tumour region '{key}'; use one of {[i.key for i in LABELS]}")
+    _set_to_ai(segmentation_node, labels, info)
+
+
+def _set_to_ai(segmentation_node, labels: Volume, info: LabelInfo) -> None:
+    """One segment as the AI drew it: made (named, coloured, SNOMED CT terminology) when it is not there, its
+    mask replaced by the AI's, and the AI checksum tag that later edits are recognised by."""
+    slicer = _slicer()
     segmentation = segmentation_node.GetSegmentation()
-    if segmentation.GetSegment(key) is None:  # deleted by the user: make it again
-        segmentation.AddEmptySegment(key, info.name, list(info.color))
-        segmentation.GetSegment(key).SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology_entry(info))
-    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        _oriented_mask(labels.array == info.label, labels), segmentation_node, key,
-        slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
-    segmentation.GetSegment(key).SetTag(AI_HASH_TAG, _mask_sha1(labels.with_array(labels.array == info.label)))
+    made = segmentation.GetSegment(info.key) is None
+    if made:  # a new node, or a segment the user deleted
+        segmentation.AddEmptySegment(info.key, info.name, list(info.color))
+        segmentation.GetSegment(info.key).SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(),
+                                                 terminology_entry(info))
+    mask = labels.array == info.label
+    if mask.any() or not made:  # a new segment is empty already; an existing one is replaced, also by nothing
+        slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+            _oriented_mask(mask, labels), segmentation_node, info.key,
+            slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+    segmentation.GetSegment(info.key).SetTag(AI_HASH_TAG, _mask_sha1(labels.with_array(mask)))
 
 
 def observe_segment_edits(segmentation_node, callback: Callable[[], None]) -> Callable[[], None]:
