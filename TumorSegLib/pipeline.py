@@ -186,7 +186,7 @@ def _align(images: Mapping[str, Volume], present: list[str], reference: str, cli
     report(0.01, "co-registration")
     aligned, registrations = coregister({key: images[key] for key in present}, reference, clinical.register,
                                         clinical.registration_kind, lambda f, m: report(0.01 + 0.03 * f, m))
-    qa_report.findings += check_sequences(aligned) + _registration_findings(registrations)
+    qa_report.add(check_sequences(aligned) + _registration_findings(registrations))
     qa_report.raise_for_errors(force)
     return aligned, registrations
 

@@ -39,6 +39,16 @@ def test_thick_slices_and_oblique_acquisitions_are_warnings():
     assert "5.0" in report.warnings[0].message or "5.0" in report.warnings[1].message
 
 
+def test_a_finding_already_reported_is_not_added_again():
+    from TumorSegLib.qa import Finding, QAReport, Severity
+
+    swap = Finding(Severity.WARNING, "swapped_t1_t1c", "look swapped", "t1")
+    report = QAReport([swap])
+    report.add([Finding(Severity.WARNING, "swapped_t1_t1c", "look swapped", "t1"),
+                Finding(Severity.WARNING, "swapped_t2_flair", "look swapped", "flair")])
+    assert [(f.code, f.sequence) for f in report.findings] == [("swapped_t1_t1c", "t1"), ("swapped_t2_flair", "flair")]
+
+
 def test_a_clean_phantom_passes():
     images, _ = brain_phantom(shape=(80, 90, 70))
     assert run_qa({"t1": images["t1"]}).findings == []

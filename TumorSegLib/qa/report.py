@@ -62,6 +62,13 @@ class QAReport:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity is Severity.WARNING]
 
+    def add(self, findings: list[Finding]) -> None:
+        """Add findings not already reported (same code, same sequence): the cross-sequence checks run on the
+        inputs and again on the co-registered images, which are the very same images when the inputs shared a
+        grid."""
+        known = {(f.code, f.sequence) for f in self.findings}
+        self.findings += [f for f in findings if (f.code, f.sequence) not in known]
+
     def raise_for_errors(self, force: bool = False) -> None:
         """Stop on errors; with ``force``, forceable errors become warnings marked as forced."""
         if force:
