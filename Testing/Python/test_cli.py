@@ -109,6 +109,17 @@ def test_a_missing_file_is_named(synthetic_case_files, tmp_path, capsys):
     assert not (tmp_path / "o.nii.gz").exists()
 
 
+def test_an_output_name_without_an_image_extension_is_refused_before_any_work(synthetic_case_files, tmp_path,
+                                                                             capsys):
+    # Found on a shared case: "-o out" ran the whole model, then the image writer failed on the name.
+    error = run_error(segment_args(synthetic_case_files, tmp_path / "result"), capsys)
+    assert f"-o {tmp_path / 'result'}" in error and ".nii.gz" in error and "--study" in error
+    args = segment_args(synthetic_case_files, tmp_path / "o.nii.gz", "--uncertainty-map", str(tmp_path / "u.txt"))
+    error = run_error(args, capsys)
+    assert "--uncertainty-map" in error and "u.txt.nii.gz" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_2d_image_is_refused(synthetic_case_files, tmp_path, capsys):
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(64, 64, sitk.sitkInt16), str(flat))

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..sequences import SEQUENCES
+from ..sequences import IMAGE_SUFFIXES, SEQUENCES
 from .common import (
     CommandError,
     FindingsPrinter,
@@ -37,6 +37,7 @@ def _preflight(args: argparse.Namespace, options) -> tuple[dict[str, Path], dict
         if not path.exists():
             raise FileNotFoundError(f"--{key} {path}: file not found")
     check_model_and_device(options)
+    _check_image_names(args)
     outputs = Outputs(inputs=paths.values(), overwrite=args.overwrite)
     staged = {"labels": outputs.claim(args.output), "summary": outputs.claim(json_path(args.output))}
     for name in ("uncertainty", "uncertainty_map", "brain_mask"):
@@ -46,6 +47,17 @@ def _preflight(args: argparse.Namespace, options) -> tuple[dict[str, Path], dict
         staged["report"] = outputs.claim(args.report)
         staged["report_pdf"] = outputs.claim(Path(args.report).with_suffix(".pdf"))
     return paths, staged, outputs
+
+
+def _check_image_names(args: argparse.Namespace) -> None:
+    """Image outputs need a file extension the image writer knows; found here, not after the inference."""
+    for option, name in (("-o", "output"), ("--uncertainty-map", "uncertainty_map"), ("--brain-mask", "brain_mask")):
+        value = getattr(args, name, None)
+        if value and not str(value).lower().endswith(IMAGE_SUFFIXES):
+            raise CommandError(f"{option} {value}: an image file name needs one of the extensions "
+                               f"{', '.join(IMAGE_SUFFIXES)} (e.g. {value}.nii.gz)"
+                               + ("; to write every output into a folder, segment a DICOM study with --study"
+                                  if option == "-o" else ""))
 
 
 def _segment_files(args: argparse.Namespace) -> int:
