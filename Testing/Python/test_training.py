@@ -124,6 +124,32 @@ def test_the_train_command_caches_splits_trains_one_fold_and_resumes(tiny_brats_
     assert json.loads((out / "fold0" / "history.json").read_text())["summary"]["steps"] == 3
 
 
+def test_an_earlier_split_keeps_its_folds_and_takes_new_cases_into_its_smallest_folds():
+    from TumorSegLib.training import extend_folds
+
+    folds, added = extend_folds([["b", "c"], ["a"], ["d"]], ["a", "b", "c", "d", "e", "f"])
+    assert folds == [["b", "c"], ["a", "e"], ["d", "f"]] and added == {"e": 1, "f": 2}
+    assert extend_folds([["a"], ["b"]], ["a", "b"]) == ([["a"], ["b"]], {})
+    with pytest.raises(ValueError, match="lacks: b;"):
+        extend_folds([["a"], ["b"]], ["a", "c"])
+
+
+def test_a_case_added_to_the_data_joins_the_split_of_an_earlier_run(tiny_brats_folder, tmp_path, capsys):
+    # New shared cases must not break resuming: the earlier folds keep their cases, the new case is held out by one.
+    from TumorSegLib.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "folds.json").write_text(json.dumps({"seed": 1, "k": 2, "folds": [["Tiny1"], ["Tiny2"]]}))  # no Tiny3
+    args = ["train", str(tiny_brats_folder), "-o", str(out), "--fold", "1", "--max-steps", "1",
+            "--patch-size", "32", "32", "32", "--batch-size", "1", "--device", "cpu"]
+    assert main(args) == 0
+    assert "new case Tiny3: added to fold 0" in capsys.readouterr().out
+    split = json.loads((out / "folds.json").read_text())
+    assert split["folds"] == [["Tiny1", "Tiny3"], ["Tiny2"]] and split["seed"] == 1
+    assert not list(out.glob(".*partial*"))
+
+
 def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_brats_folder, tmp_path, capsys):
     from TumorSegLib.cli import main
 
@@ -138,7 +164,7 @@ def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_br
     (out / "folds.json").write_text(json.dumps({"seed": 1, "k": 2, "folds": [["Tiny1"], ["Other"]]}))
     assert main([*base, "--fold", "0"]) == 2
     error = capsys.readouterr().err
-    assert "tumorseg train: error:" in error and "lists other cases" in error and "remove it" in error
+    assert "tumorseg train: error:" in error and "lists cases the data lacks: Other" in error and "remove" in error
     (out / "folds.json").unlink()
     assert main([*base, "--fold", "3"]) == 2
     assert "--fold 3: the split has folds 0..2" in capsys.readouterr().err

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from .common import log
@@ -15,9 +14,16 @@ from .common import log
 __all__ = ["add_command"]
 
 
+def _write_split(path: Path, split: dict) -> None:
+    from ..export import atomic_write
+
+    # Atomic: parallel runs of single folds may all write the (identical) split at once.
+    atomic_write(path, lambda partial: partial.write_text(json.dumps(split, indent=2)))
+
+
 def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[list[str]]]:
     """(cache folder, case names, folds): the cache built when needed, the split read or made once."""
-    from ..training import make_folds, prepare_cache
+    from ..training import extend_folds, make_folds, prepare_cache
 
     data, out = Path(args.data_dir), Path(args.output)
     cache = Path(args.cache) if args.cache else out / "cache"
@@ -28,16 +34,15 @@ def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[lis
         cases = prepare_cache(data, cache, log=log, skip_incomplete=args.skip_incomplete)
     folds_file = out / "folds.json"
     if folds_file.exists():
-        folds = json.loads(folds_file.read_text())["folds"]
-        if sorted(sum(folds, [])) != sorted(cases):
-            raise ValueError(f"{folds_file} lists other cases than {data}; remove it to make a new split")
+        split = json.loads(folds_file.read_text())
+        folds, added = extend_folds(split["folds"], cases)
+        for case, index in added.items():
+            log(f"new case {case}: added to fold {index} of {folds_file} (the other folds keep their cases)")
+        if added:
+            _write_split(folds_file, {**split, "folds": folds})
     else:
         folds = make_folds(cases, args.folds, args.seed)
-        out.mkdir(parents=True, exist_ok=True)
-        # Atomic: parallel runs of single folds may all write the (identical) split at once.
-        partial = folds_file.with_name(f"folds.json.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"seed": args.seed, "k": args.folds, "folds": folds}, indent=2))
-        os.replace(partial, folds_file)
+        _write_split(folds_file, {"seed": args.seed, "k": args.folds, "folds": folds})
     return cache, cases, folds
 
 

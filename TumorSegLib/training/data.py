@@ -125,3 +125,21 @@ def make_folds(cases: Sequence[str], k: int, seed: int) -> list[list[str]]:
     order = sorted(cases)
     random.Random(seed).shuffle(order)
     return [sorted(order[i::k]) for i in range(k)]
+
+
+def extend_folds(folds: Sequence[Sequence[str]], cases: Sequence[str]) -> tuple[list[list[str]], dict[str, int]]:
+    """Keep an earlier split and deal the cases it lacks to its smallest folds (lowest index first), so networks
+    resumed from that split stay held out on their own cases and the new ones. Returns (folds, {case: fold}).
+    Cases the split lists but ``cases`` lacks are an error: their data is missing."""
+    missing = sorted(set(sum(map(list, folds), [])) - set(cases))
+    if missing:
+        raise ValueError(f"the split lists cases the data lacks: {', '.join(missing)}; restore them, or remove the "
+                         "split's folds.json to make a new split")
+    extended = [sorted(fold) for fold in folds]
+    added: dict[str, int] = {}
+    known = set(sum(extended, []))
+    for case in sorted(set(cases) - known):
+        index = min(range(len(extended)), key=lambda i: (len(extended[i]), i))
+        extended[index] = sorted([*extended[index], case])
+        added[case] = index
+    return extended, added
