@@ -3,7 +3,9 @@
 Each case is segmented by the fold model that never saw it (ensemble member ``k + 1`` for fold ``k``),
 from the original NIfTI files, exactly as ``tumorseg segment`` would. Prints per-case and per-fold
 Dice/HD95 for WT/TC/ET and writes them as JSON; keeps the probabilities (uint8, compressed) for
-post-processing and calibration studies.
+post-processing and calibration studies. Shared cases that the shipped split does not list were seen by no
+member: they are segmented by the whole default model (the product as shipped) and reported apart, as
+``unseen``, never mixed into the fold means.
 
     python Testing/Benchmarks/cross_validation.py [--data ../shared/data/brats2018] [--out runs/cv]
         [--subsets]   also run every sequence subset the model card reports
@@ -27,6 +29,7 @@ from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
 
 ROOT = Path(__file__).resolve().parents[2]
+UNSEEN = "unseen"  # the fold of a case no member saw
 SUBSETS = {"all four": ("t1", "t1c", "t2", "flair"), "T1c+FLAIR": ("t1c", "flair"),
            "FLAIR only": ("flair",), "T1c only": ("t1c",)}
 
@@ -67,35 +70,46 @@ def main() -> None:
         for line in partial.read_text().splitlines():
             row = json.loads(line)
             done[(row["case"], row["subset"])] = row
+    def run(case: str, fold, predictor: Predictor) -> None:
+        files = cases[case]
+        images = {key: read_volume(files[key]) for key in spec.sequences}
+        truth = to_internal_labels(read_volume(files["label"]).array)
+        for subset_name, subset in subsets.items():
+            if (case, subset_name) in done:
+                rows.append(done[(case, subset_name)])
+                continue
+            start = time.perf_counter()
+            result = segment({key: images[key] for key in subset}, predictor=predictor, flips=args.flips)
+            seconds = time.perf_counter() - start
+            metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
+            rows.append({"case": case, "fold": fold, "subset": subset_name, "seconds": round(seconds, 1),
+                         "metrics": metrics, "not_assessed": list(result.not_assessed),
+                         "et_relabelled_ml": round(result.enhancement.relabelled_ml, 2)})
+            with open(partial, "a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+            print(f"fold {fold} {case} [{subset_name}] {seconds:.1f}s "
+                  + " ".join(f"{r} {m['dice']:.3f}/{m['hd95']:.1f}" for r, m in metrics.items()), flush=True)
+            if subset_name == "all four" and fold != UNSEEN:
+                np.savez_compressed(out / "probabilities" / f"{case}.npz",
+                                    probabilities=np.round(result.probabilities.array * 255).astype(np.uint8))
+
     for k, fold_cases in enumerate(folds):
         predictor = Predictor(spec, "cpu", members=[k + 1])
         for case in fold_cases:
-            files = cases[case]
-            images = {key: read_volume(files[key]) for key in spec.sequences}
-            truth = to_internal_labels(read_volume(files["label"]).array)
-            for subset_name, subset in subsets.items():
-                if (case, subset_name) in done:
-                    rows.append(done[(case, subset_name)])
-                    continue
-                start = time.perf_counter()
-                result = segment({key: images[key] for key in subset}, predictor=predictor, flips=args.flips)
-                seconds = time.perf_counter() - start
-                metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
-                rows.append({"case": case, "fold": k, "subset": subset_name, "seconds": round(seconds, 1),
-                             "metrics": metrics, "not_assessed": list(result.not_assessed),
-                             "et_relabelled_ml": round(result.enhancement.relabelled_ml, 2)})
-                with open(partial, "a") as f:
-                    f.write(json.dumps(rows[-1]) + "\n")
-                print(f"fold {k} {case} [{subset_name}] {seconds:.1f}s "
-                      + " ".join(f"{r} {m['dice']:.3f}/{m['hd95']:.1f}" for r, m in metrics.items()), flush=True)
-                if subset_name == "all four":
-                    np.savez_compressed(out / "probabilities" / f"{case}.npz",
-                                        probabilities=np.round(result.probabilities.array * 255).astype(np.uint8))
+            run(case, k, predictor)
+    unseen = sorted(set(cases) - set(sum(folds, [])))
+    if unseen:
+        predictor = Predictor(spec, "cpu")  # every member: the default model, none of which saw these cases
+        for case in unseen:
+            run(case, UNSEEN, predictor)
+    held_out = [r for r in rows if r["fold"] != UNSEEN]
     results = {"model": spec.id, "flips": args.flips,
-               "by_fold": summarise([r for r in rows if r["subset"] == "all four"]),
-               "by_subset": summarise(rows, "subset"), "cases": rows}
+               "by_fold": summarise([r for r in held_out if r["subset"] == "all four"]),
+               "by_subset": summarise(held_out, "subset"),
+               "unseen_by_subset": summarise([r for r in rows if r["fold"] == UNSEEN], "subset") if unseen else {},
+               "cases": rows}
     (out / "cross_validation.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps({"by_fold": results["by_fold"], "by_subset": results["by_subset"]}, indent=2))
+    print(json.dumps({key: results[key] for key in ("by_fold", "by_subset", "unseen_by_subset")}, indent=2))
 
 
 if __name__ == "__main__":

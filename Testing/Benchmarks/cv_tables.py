@@ -28,7 +28,7 @@ def main() -> None:
     cases = results["cases"]
     header = "| {} | Cases | WT Dice | TC Dice | ET Dice | WT HD95 | TC HD95 | ET HD95 |\n|---|---|---|---|---|---|---|---|"
     print(header.format("Fold"))
-    full = [c for c in cases if c["subset"] == "all four"]
+    full = [c for c in cases if c["subset"] == "all four" and c["fold"] != "unseen"]
     for fold, metrics in results["by_fold"].items():
         count = len(full) if fold == "mean" else sum(c["fold"] == int(fold) for c in full)
         print(row("**mean**" if fold == "mean" else fold, count, metrics))
@@ -37,8 +37,18 @@ def main() -> None:
         print(header.format("Sequences given"))
         for subset in ("all four", "T1c+FLAIR", "FLAIR only", "T1c only"):
             if subset in results["by_subset"]:
-                count = sum(c["subset"] == subset for c in cases)
+                count = sum(c["subset"] == subset and c["fold"] != "unseen" for c in cases)
                 print(row(subset, count, results["by_subset"][subset]))
+    unseen = results.get("unseen_by_subset") or {}
+    if unseen:
+        print()
+        print("Cases no member saw, segmented by the whole default model:", ", ".join(
+            sorted({c["case"] for c in cases if c["fold"] == "unseen"})))
+        print(header.format("Sequences given"))
+        for subset in ("all four", "T1c+FLAIR", "FLAIR only", "T1c only"):
+            if subset in unseen:
+                count = sum(c["subset"] == subset and c["fold"] == "unseen" for c in cases)
+                print(row(subset, count, unseen[subset]))
 
 
 if __name__ == "__main__":
