@@ -15,7 +15,7 @@ import numpy as np
 from .labels import Label
 from .volume import Volume
 
-__all__ = ["VOLUME_NEEDS", "not_assessed", "without_unseen_oedema", "still_not_assessed",
+__all__ = ["VOLUME_NEEDS", "not_assessed", "why_not_assessed", "without_unseen_oedema", "still_not_assessed",
            "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
 
 # Volume key -> the sequences of which at least one is needed to see it, and the short reason when none is given.
@@ -33,6 +33,12 @@ def not_assessed(sequences: Iterable[str]) -> dict[str, str]:
     """Volume keys the ``sequences`` given cannot support, each with its short reason (e.g. ``"no T1c"``)."""
     given = set(sequences)
     return {key: why for key, (needs, why) in VOLUME_NEEDS.items() if not given & set(needs)}
+
+
+def why_not_assessed(keys: Iterable[str]) -> dict[str, str]:
+    """The short reason of each not-assessed volume key (e.g. ``{"ED": "no T2/FLAIR"}``), for records that keep
+    only the keys (a segmentation node's attribute, an older summary)."""
+    return {key: VOLUME_NEEDS[key][1] for key in keys if key in VOLUME_NEEDS}
 
 
 def without_unseen_oedema(labels: Volume, sequences: Iterable[str]) -> Volume:

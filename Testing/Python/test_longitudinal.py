@@ -150,6 +150,54 @@ def test_rows_follow_the_nadir_over_six_visits_including_one_without_enhancing_t
     assert all(row["assessment"] == "enhancing" for row in ordered)
 
 
+def test_a_visit_whose_images_cannot_show_the_followed_disease_is_not_evaluable_not_a_response():
+    # A follow-up without T1c has no enhancing tumour in its label map because enhancement cannot be seen, not
+    # because it is gone: never a CR. One without T2/FLAIR has no oedema for the same reason: its WT is not the
+    # core's volume, and the T2/FLAIR (non-enhancing) assessment cannot score it.
+    start = dt.date(2024, 1, 1)
+    core_only = disc_labels(13)
+    core_only = core_only.with_array(np.where(core_only.array == Label.ED, 0, core_only.array).astype(np.uint8))
+    no_enhancement = disc_labels(0)
+    labels = {"v0": disc_labels(14), "v1": no_enhancement, "v2": core_only, "v3": disc_labels(14)}
+    unseen = {"v1": {"NCR": "no T1c", "ET": "no T1c"}, "v2": {"ED": "no T2/FLAIR", "WT": "no T2/FLAIR"}}
+    timeline = Timeline("P", [Timepoint(name, start + dt.timedelta(days=60 * n), **STABLE,
+                                        measurements=measure_labels(volume), not_assessed=unseen.get(name, {}))
+                              for n, (name, volume) in enumerate(labels.items())])
+    timeline.get("v1").steroids = SteroidChange.OFF
+    aligned = {name: Alignment(identity(), "test") for name in labels}
+    rows = {row["timepoint"]: row for row in timeline_rows(timeline, assess_timeline(timeline, labels, aligned))}
+    assert rows["v1"]["category"] == "NE" and "no T1c at this visit" in rows["v1"]["category_reasons"]
+    assert rows["v1"]["ET_ml"] is None and rows["v1"]["spd_mm2"] is None and rows["v1"]["enhancing_lesions"] is None
+    assert rows["v1"]["WT_ml"] == pytest.approx(region_volumes_ml(no_enhancement)["WT"], abs=1e-3)
+    assert rows["v1"]["not_assessed"] == "NCR, ET: no T1c"
+    assert rows["v2"]["category"] == "SD" and rows["v2"]["ET_ml"] > 0  # T1c given: enhancing disease scored
+    assert rows["v2"]["WT_ml"] is None and rows["v2"]["ED_ml"] is None and rows["v2"]["WT_change_vs_baseline_pct"] is None
+    assert rows["v2"]["not_assessed"] == "ED, WT: no T2/FLAIR" and rows["v2"]["TC_ml"] > 0
+    assert rows["v3"]["category"] == "SD" and rows["v3"]["new_lesions"] == 0  # v1 was not followed as "gone"
+
+    timeline.assessment = Assessment.NON_ENHANCING
+    rows = {row["timepoint"]: row for row in timeline_rows(timeline, assess_timeline(timeline, labels, aligned))}
+    assert rows["v2"]["category"] == "NE" and "no T2/FLAIR at this visit" in rows["v2"]["category_reasons"]
+    assert rows["v1"]["category"] != "NE" and rows["v1"]["WT_ml"] is not None  # FLAIR given: T2/FLAIR disease scored
+
+    # Oedema a reader drew on the T1c-only visit is their finding: its WT counts again.
+    timeline.get("v2").measurements = measure_labels(disc_labels(13))
+    assert timeline.get("v2").unassessed() == {}
+    rows = {row["timepoint"]: row for row in timeline_rows(timeline, assess_timeline(timeline, labels, aligned))}
+    assert rows["v2"]["WT_ml"] is not None and rows["v2"]["not_assessed"] == ""
+
+
+def test_what_a_visit_could_not_show_is_kept_in_the_timeline_file_and_checked(tmp_path):
+    visit = Timepoint("v0", dt.date(2024, 1, 1), not_assessed={"ED": "no T2/FLAIR", "WT": "no T2/FLAIR"})
+    Timeline("P", [visit]).save(tmp_path / "timeline.json")
+    assert Timeline.load(tmp_path / "timeline.json").get("v0").not_assessed == visit.not_assessed
+    data = json.loads((tmp_path / "timeline.json").read_text())
+    data["timepoints"][0]["not_assessed"] = {"oedema": "no T2"}
+    (tmp_path / "timeline.json").write_text(json.dumps(data))
+    with pytest.raises(TimelineError, match="'not_assessed' must map volume keys"):
+        Timeline.load(tmp_path / "timeline.json")
+
+
 # --- run_track end to end on synthetic visits ----------------------------------------------------------
 
 
@@ -383,3 +431,30 @@ def test_a_visit_folder_without_a_date_is_named(tmp_path):
     write_volume(disc_labels(10), tmp_path / "visits" / "mri_one" / "case_t1ce.nii.gz")
     with pytest.raises(TimelineError, match="mri_one: no date found.*2024-01-15"):
         build_timeline(tmp_path / "visits", tmp_path / "out")
+
+
+def test_a_timeline_built_from_visit_folders_knows_what_each_visit_could_not_show(tmp_path):
+    # A T1c-only visit given with its label map, and an earlier FLAIR-only result: the table leaves out what
+    # their images cannot show, and the plot draws each region from the visits that measured it.
+    visits = tmp_path / "visits"
+    (visits / "2024-01-10").mkdir(parents=True)
+    write_volume(disc_labels(14), visits / "2024-01-10" / "case_t1ce.nii.gz")
+    write_volume(disc_labels(14).with_array(np.where(disc_labels(14).array == Label.ED, 0, disc_labels(14).array)
+                                            .astype(np.uint8)), visits / "2024-01-10" / "case_seg.nii.gz")
+    result = visits / "2024-04-10"
+    result.mkdir()
+    write_volume(disc_labels(0), result / "labels.nii.gz")
+    (result / "labels.json").write_text(json.dumps({"model": "m", "volumes_ml": {}, "output": "labels.nii.gz",
+                                                    "not_assessed": ["NCR", "ET"],
+                                                    "not_assessed_why": {"NCR": "no T1c", "ET": "no T1c"}}))
+    timeline = build_timeline(visits, tmp_path / "out")
+    assert timeline.get("2024-01-10").not_assessed == {"ED": "no T2/FLAIR", "WT": "no T2/FLAIR"}
+    assert timeline.get("2024-04-10").not_assessed == {"NCR": "no T1c", "ET": "no T1c"}
+    tracked = run_track(tmp_path / "out" / "timeline.json", register_visits=False)
+    rows = {row["timepoint"]: row for row in tracked["rows"]}
+    assert rows["2024-01-10"]["WT_ml"] is None and rows["2024-01-10"]["ET_ml"] > 0
+    assert rows["2024-04-10"]["ET_ml"] is None and rows["2024-04-10"]["category"] == "NE"
+    assert (tmp_path / "out" / "timeline_volumes.png").stat().st_size > 0
+    table = list(csv.DictReader((tmp_path / "out" / "timeline_table.csv").open()))
+    assert table[0]["not_assessed"] == "ED, WT: no T2/FLAIR" and table[0]["WT_ml"] == ""
+

@@ -127,6 +127,25 @@ def test_a_visit_with_no_enhancing_tumour_is_a_complete_response(slicer_app):
     tracker.stop()
 
 
+def test_a_follow_up_segmented_without_t1c_is_not_evaluable_rather_than_a_complete_response(slicer_app):
+    # The AI writes no enhancing tumour without T1c and records so on the node: the row says why, no CR.
+    from TumorSegLib.scene.results import NOT_ASSESSED_ATTRIBUTE
+
+    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 9")
+    for index, radius in enumerate((10, 0)):
+        image, labels = visit(radius)
+        reference = mrml.add_volume_node(slicer_app.scene, image, f"x{index}")
+        segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, f"x{index}", show_3d=False)
+        if index == 1:
+            segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, "NCR,ET")
+        tracker.add_timepoint(f"x{index}", f"2024-0{index + 1}-01", segmentation, reference)
+    assert column(tracker.table, "Category (imaging only)")[1] == "NE"
+    assert column(tracker.table, "Not assessed") == ["", "NCR, ET: no T1c"]
+    assert column(tracker.table, "ET (mL)")[1] == "nan" and float(column(tracker.table, "WT (mL)")[1]) > 0
+    assert "no T1c at this visit" in tracker.rows[1]["category_reasons"]
+    tracker.stop()
+
+
 def test_export_and_saved_timeline_match_the_command_line(tracker, tmp_path):
     csv, png = tracker.export(tmp_path / "table.csv", tmp_path / "plot.png")
     assert csv.read_text().count("\n") >= 4 and png.stat().st_size > 1000

@@ -53,7 +53,7 @@ def _series_record(series) -> dict:
 
 
 def _timeline_with_visit(timeline_path: Path, study: dict, labels_path: Path, image_path: Path, reference: str,
-                         folder: Path) -> dict:
+                         folder: Path, not_assessed: dict[str, str]) -> dict:
     """The patient's follow-up with this visit added: a copy of the timeline in ``folder`` (the user's file is
     left as it is), tracked there."""
     from ..longitudinal import Timeline, Timepoint, parse_date, run_track
@@ -61,7 +61,7 @@ def _timeline_with_visit(timeline_path: Path, study: dict, labels_path: Path, im
     timeline = Timeline.load(timeline_path)
     date = parse_date(study.get("StudyDate") or dt.date.today().isoformat())
     visit = Timepoint(id=f"{date.isoformat()} {study.get('AccessionNumber') or 'this study'}".strip(), date=date,
-                      images={reference: image_path}, segmentation=labels_path)
+                      images={reference: image_path}, segmentation=labels_path, not_assessed=dict(not_assessed))
     if any(tp.date == date for tp in timeline.timepoints):
         visit.order = 1 + max((tp.order or 1) for tp in timeline.timepoints if tp.date == date)
     timeline.add(visit)
@@ -113,7 +113,9 @@ def segment_study(assignment, options, folder: Path, *, timeline: Path | None = 
     image_path = write_volume(images[result.reference], folder / f"{result.reference}.nii.gz")
     tracked = None
     if timeline is not None:
-        tracked = _timeline_with_visit(timeline, study, folder / LABELS_FILE, image_path, result.reference, folder)
+        unseen = {key: why for key, why in summary["not_assessed_why"].items() if key in summary["not_assessed"]}
+        tracked = _timeline_with_visit(timeline, study, folder / LABELS_FILE, image_path, result.reference, folder,
+                                       unseen)
         summary["timeline"] = {"file": TIMELINE_FILE, "rows": tracked["rows"]}
     content = report_content(summary, images[result.reference], result.labels, uncertainty, study, tracked)
     summary["report"] = write_report_files(content, folder / REPORT_FILES["html"], folder / REPORT_FILES["pdf"])

@@ -73,7 +73,10 @@ def assess_timeline(timeline: Timeline, labels: Mapping[str, Volume], alignments
     region = REGION_OF[assessment]
     ordered = timeline.ordered()
     start = next(n for n, tp in enumerate(ordered) if tp.id == timeline.baseline.id)
-    followed = [tp for tp in ordered[start:] if tp.id in labels and tp.measurements is not None]
+    # A visit whose images cannot show the assessed region (e.g. no T1c for enhancing disease) is not followed:
+    # its missing lesions would read as gone.
+    followed = [tp for tp in ordered[start:] if tp.id in labels and tp.measurements is not None
+                and region not in tp.unassessed()]
     series = SeriesLesions()
     if followed and followed[0].id == timeline.baseline.id:
         visits = [VisitLesions(tp.id, labels[tp.id], _lesions(tp, region),
@@ -103,6 +106,10 @@ def _facts(tp: Timepoint, method: str, region: str, series: SeriesLesions, growt
     new, new_measurable = series.new.get(tp.id, (0, 0))
     baseline = timeline.get(series.baseline_of[tp.id]) if tp.id in series.baseline_of else None
     baseline_enhancing = bool(baseline and _lesions(baseline, "ET"))
+    unmeasurable = tp.unassessed().get(region, "")
+    if unmeasurable:
+        return VisitFacts(tp.id, tp.date, None, steroids=tp.steroids, clinical_status=tp.clinical_status,
+                          new_baseline=tp.new_baseline, unmeasurable=unmeasurable)
     return VisitFacts(
         tp.id, tp.date, _value(tp, method, region, series), disease=bool(lesions),
         measurable=any(les.measurable for les in lesions), new_lesions=new, new_measurable_lesions=new_measurable,

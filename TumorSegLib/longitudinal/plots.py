@@ -26,20 +26,22 @@ def plot_volumes(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str =
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    measured = [row for row in rows if row.get("WT_ml") is not None]
     figure = Figure(figsize=(8, 4.5), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
-    dates = [dt.date.fromisoformat(row["date"]) for row in measured]
     # Distinct markers and line styles keep regions visible where they coincide (e.g. TC = ET without necrosis).
+    # Each region has the visits that measured it (a visit without T2/FLAIR has no WT, one without T1c no ET).
     for region, marker, style in ((Region.WT, "o", "-"), (Region.TC, "s", "--"), (Region.ET, "^", ":")):
-        axes.plot(dates, [row[f"{region.value}_ml"] for row in measured], marker=marker, linestyle=style,
+        measured = [row for row in rows if row.get(f"{region.value}_ml") is not None]
+        axes.plot([dt.date.fromisoformat(row["date"]) for row in measured],
+                  [row[f"{region.value}_ml"] for row in measured], marker=marker, linestyle=style,
                   color=REGION_COLORS[region], label=region.value)
-    for date, row in zip(dates, measured):
-        if row.get("role") in ("follow-up", "baseline") and row.get("category"):
+    for row in rows:
+        height = next((row[key] for key in ("WT_ml", "TC_ml", "ET_ml") if row.get(key) is not None), None)
+        if height is not None and row.get("role") in ("follow-up", "baseline") and row.get("category"):
             label = row["category"] + (f"\n({row['confirmation']})" if row.get("confirmation") else "")
-            axes.annotate(label, (date, row["WT_ml"]), textcoords="offset points", xytext=(0, 8), ha="center",
-                          fontsize=8, color="darkred" if row["category"] == "PD" else "black")
+            axes.annotate(label, (dt.date.fromisoformat(row["date"]), height), textcoords="offset points",
+                          xytext=(0, 8), ha="center", fontsize=8, color="darkred" if row["category"] == "PD" else "black")
     axes.set_xlabel("visit date")
     axes.set_ylabel("volume (mL)")
     axes.set_ylim(bottom=0)

@@ -130,6 +130,8 @@ class VisitFacts:
         non_target_progression: unequivocal growth of the non-target lesions.
         new_enhancement: (non-enhancing assessment) a new measurable enhancing lesion.
         new_baseline: this visit starts a new series (e.g. a new line of therapy).
+        unmeasurable: why this visit's images cannot show the assessed disease (e.g. "no T1c"): it is not
+            evaluable, never a response (enhancement missing from a scan without contrast is not a CR).
     """
 
     id: str
@@ -144,6 +146,7 @@ class VisitFacts:
     steroids: SteroidChange | None = None
     clinical_status: ClinicalStatus | None = None
     new_baseline: bool = False
+    unmeasurable: str = ""
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,12 @@ def _raw_responses(visits: Sequence[VisitFacts], method: str, assessment: Assess
             why = "baseline" if n == start else "new baseline (e.g. a new line of therapy)"
             out.append(Response(ResponseCategory.BASELINE, method, (why,), baseline=visit.id))
         elif visit.value is None or baseline is None or baseline.value is None:
-            why = "no segmentation measured at this visit" if visit.value is None else "the baseline was not measured"
+            why = ("no segmentation measured at this visit" if visit.value is None
+                   else "the baseline was not measured")
+            if visit.unmeasurable:
+                why = f"{visit.unmeasurable} at this visit: its disease cannot be measured"
+            elif baseline is not None and baseline.unmeasurable:
+                why = f"{baseline.unmeasurable} at the baseline: it cannot be measured"
             out.append(Response(ResponseCategory.NOT_EVALUABLE, method, (why,), baseline=baseline.id if baseline else ""))
         else:
             out.append(classify_response(method, baseline, min(history), visit, assessment))

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..labels import VOLUME_KEYS
 from ..volume import PathLike
-from .followup import FollowUp
+from .followup import REGION_OF, FollowUp
 from .lesions import Alignment
 from .measurements import TimepointMeasurements
 from .rano import IMAGING_ONLY, ResponseCategory, percent_change
@@ -41,22 +41,25 @@ def timeline_rows(timeline: Timeline, followup: FollowUp, alignments: Mapping[st
     if primary not in followup.responses:
         raise ValueError(f"primary must be one of {sorted(followup.responses)}, got {primary!r}")
     timeline.validate()
+    region = REGION_OF[followup.assessment]
     rows = []
     nadir_history: dict[str, list[dict]] = {}  # per series baseline: values of its evaluated visits so far
     for tp in timeline.ordered():
         response = followup.responses[primary][tp.id]
         series = response.baseline
         base_tp = timeline.get(series) if series else None
-        values = _values(tp.measurements, followup.lesions.spd_mm2.get(tp.id))
+        values = _values(tp, followup.lesions.spd_mm2.get(tp.id), region)
         row: dict[str, Any] = {"timepoint": tp.id, "date": tp.date.isoformat(), "series_baseline": series,
                                "days_from_baseline": (tp.date - base_tp.date).days if base_tp else None,
                                "role": _role(response), "corrected": tp.corrected}
         _measure_columns(row, tp, tp.measurements, values)
+        row["not_assessed"] = _not_assessed_text(tp.unassessed())
         history = nadir_history.setdefault(series, [])
         scored = response.category not in (ResponseCategory.BASELINE, ResponseCategory.PRE_BASELINE,
                                            ResponseCategory.NOT_EVALUABLE, ResponseCategory.AFTER_PROGRESSION)
-        base = _values(base_tp.measurements, followup.lesions.spd_mm2.get(series)) if base_tp and values else {}
-        nadir = {key: min(h[key] for h in history) for key in values} if scored and history else {}
+        base = _values(base_tp, followup.lesions.spd_mm2.get(series), region) if base_tp and values else {}
+        nadir = {key: min(h[key] for h in history if key in h) for key in values
+                 if scored and any(key in h for h in history)}
         _change_columns(row, values, base, nadir)
         new, new_measurable = followup.lesions.new.get(tp.id, (None, None))
         row["new_lesions"], row["new_measurable_lesions"] = (new, new_measurable) if scored else (None, None)
@@ -90,12 +93,13 @@ def _measure_columns(row: dict, tp: Timepoint, current: TimepointMeasurements | 
     for key in VOLUME_KEYS:
         row[f"{key}_ml"] = _rounded(values.get(key), 3)
         # The model's 5th-95th percentile volume; it describes the AI result, so not after hand edits.
-        interval = tp.volume_intervals.get(key) if not tp.corrected else None
+        interval = tp.volume_intervals.get(key) if not tp.corrected and key in values else None
         row[f"{key}_interval_ml"] = f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else None
     row["spd_mm2"] = _rounded(values.get("SPD"), 2)  # of the target lesions chosen at the series' baseline
-    row["enhancing_lesions"] = len(current.lesions) if current else None
-    row["measurable_lesions"] = len(current.measurable_lesions) if current else None
-    row["t2_flair_lesions"] = len(current.t2_lesions) if current else None
+    enhancing, t2_flair = current and "ET" in values, current and "WT" in values
+    row["enhancing_lesions"] = len(current.lesions) if enhancing else None
+    row["measurable_lesions"] = len(current.measurable_lesions) if enhancing else None
+    row["t2_flair_lesions"] = len(current.t2_lesions) if t2_flair else None
 
 
 def _change_columns(row: dict, values: dict, base: dict, nadir: dict) -> None:
@@ -109,12 +113,24 @@ def _change_columns(row: dict, values: dict, base: dict, nadir: dict) -> None:
                                                      else None)
 
 
-def _values(measurements: TimepointMeasurements | None, target_spd: float | None) -> dict[str, float]:
-    """Volumes, and the SPD of the baseline's target lesions as followed to this visit."""
+def _values(tp: Timepoint, target_spd: float | None, region: str) -> dict[str, float]:
+    """Volumes, and the SPD of the baseline's target lesions (of the assessed ``region``) as followed to this
+    visit; what the visit's images cannot show is left out."""
+    measurements, unassessed = tp.measurements, tp.unassessed()
     if measurements is None:
         return {}
-    spd = target_spd if target_spd is not None else float(measurements.sum_of_products_mm2)
-    return {**{key: float(measurements.volumes_ml.get(key, 0.0)) for key in VOLUME_KEYS}, "SPD": spd}
+    values = {key: float(measurements.volumes_ml.get(key, 0.0)) for key in VOLUME_KEYS if key not in unassessed}
+    if region not in unassessed:
+        values["SPD"] = target_spd if target_spd is not None else float(measurements.sum_of_products_mm2)
+    return values
+
+
+def _not_assessed_text(unassessed: Mapping[str, str]) -> str:
+    """``"ED, WT: no T2/FLAIR"``: the volumes a visit cannot show, grouped by why."""
+    reasons: dict[str, list[str]] = {}
+    for key, why in unassessed.items():
+        reasons.setdefault(why, []).append(key)
+    return "; ".join(f"{', '.join(keys)}: {why}" for why, keys in reasons.items())
 
 
 def write_table_csv(rows: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
@@ -132,7 +148,7 @@ def write_table_csv(rows: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
     return path
 
 
-PRINTED_COLUMNS = ("timepoint", "date", "ET_ml", "TC_ml", "WT_ml", "ET_change_vs_baseline_pct",
+PRINTED_COLUMNS = ("timepoint", "date", "ET_ml", "TC_ml", "WT_ml", "not_assessed", "ET_change_vs_baseline_pct",
                    "spd_mm2", "spd_change_vs_baseline_pct", "spd_change_vs_nadir_pct", "new_lesions",
                    "rano_bidimensional", "rano_volumetric", "confirmation")
 

@@ -18,6 +18,7 @@ its folder), so it lives on outside 3D Slicer::
          "clinical_status": "stable",           # optional: worse | stable | better
          "new_baseline": false,                 # optional: a new series starts here (e.g. a new line of therapy)
          "notes": "",
+         "not_assessed": {"ED": "no T2/FLAIR"}, # optional: volumes this visit's images cannot show, and why
          "measurements": {...}}                 # optional, written by TumorSeg (see measurements.py)
       ]
     }
@@ -35,6 +36,7 @@ from typing import Any
 
 from ..labels import VOLUME_KEYS, LabelConvention
 from ..sequences import SEQUENCES
+from ..support import still_not_assessed
 from ..volume import PathLike
 from .measurements import TimepointMeasurements
 from .rano import Assessment, ClinicalStatus, SteroidChange
@@ -84,6 +86,8 @@ class Timepoint:
         clinical_status: neurological status, if known.
         measurements: the last measurements of the segmentation, if computed.
         notes: free text.
+        not_assessed: volume keys the visit's images cannot show, each with why (``{"ED": "no T2/FLAIR"}``:
+            see :mod:`TumorSegLib.support`); such volumes are left out of the table and the RANO rules.
     """
 
     id: str
@@ -99,6 +103,13 @@ class Timepoint:
     volume_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     order: int | None = None  # which came first among visits on the same date (1, 2, ...)
     new_baseline: bool = False  # a new series starts here (e.g. a new line of therapy after progression)
+    not_assessed: dict[str, str] = field(default_factory=dict)
+
+    def unassessed(self) -> dict[str, str]:
+        """The volumes this visit cannot report, with why: :attr:`not_assessed` less oedema a reader drew (the
+        segmentation holds oedema although its images had no T2/FLAIR, as in :func:`support.still_not_assessed`)."""
+        drawn = ["ED"] if self.measurements is not None and self.measurements.volumes_ml.get("ED", 0.0) > 0 else []
+        return {key: self.not_assessed[key] for key in still_not_assessed(self.not_assessed, drawn)}
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         """JSON-ready dict; paths relative to ``folder`` when given (and on the same drive)."""
@@ -115,6 +126,7 @@ class Timepoint:
             "volume_intervals_ml": {key: [float(a), float(b)] for key, (a, b) in self.volume_intervals.items()},
             **({"order": self.order} if self.order is not None else {}),
             **({"new_baseline": True} if self.new_baseline else {}),
+            **({"not_assessed": dict(self.not_assessed)} if self.not_assessed else {}),
         }
         if include_measurements and self.measurements is not None:
             out["measurements"] = self.measurements.to_dict()
@@ -122,7 +134,8 @@ class Timepoint:
 
 
 _TIMEPOINT_KEYS = {"id", "date", "images", "segmentation", "label_convention", "corrected", "steroids",
-                   "clinical_status", "notes", "measurements", "volume_intervals_ml", "order", "new_baseline"}
+                   "clinical_status", "notes", "measurements", "volume_intervals_ml", "order", "new_baseline",
+                   "not_assessed"}
 _TIMELINE_KEYS = {"schema", "schema_version", "patient_id", "baseline", "assessment", "radiotherapy_end",
                   "timepoints"}
 
@@ -191,6 +204,11 @@ def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoin
     if not isinstance(intervals, dict) or any(
             key not in VOLUME_KEYS or not isinstance(v, list) or len(v) != 2 for key, v in intervals.items()):
         raise TimelineError(f"{where}: 'volume_intervals_ml' must map {', '.join(VOLUME_KEYS)} to [p5, p95] in mL")
+    unseen = data.get("not_assessed") or {}
+    if not isinstance(unseen, dict) or any(key not in VOLUME_KEYS or not isinstance(why, str)
+                                           for key, why in unseen.items()):
+        raise TimelineError(f"{where}: 'not_assessed' must map volume keys ({', '.join(VOLUME_KEYS)}) to why they "
+                            "are not assessed, e.g. {\"ED\": \"no T2/FLAIR\"}")
     segmentation = data.get("segmentation")
     return Timepoint(
         id=ident, date=date, images={key: resolve(path, f"images.{key}") for key, path in images.items()},
@@ -200,7 +218,7 @@ def _timepoint_from_dict(data: Any, folder: Path | None, where: str) -> Timepoin
         clinical_status=_enum(ClinicalStatus, data.get("clinical_status"), where, "clinical_status"),
         measurements=measurements, notes=str(data.get("notes", "") or ""), order=_order(data.get("order"), where),
         volume_intervals={key: (float(a), float(b)) for key, (a, b) in intervals.items()},
-        new_baseline=_flag(data.get("new_baseline", False), where, "new_baseline"))
+        new_baseline=_flag(data.get("new_baseline", False), where, "new_baseline"), not_assessed=dict(unseen))
 
 
 def _flag(value: Any, where: str, name: str) -> bool:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..sequences import FILE_SUFFIXES
+from ..sequences import FILE_SUFFIXES, IMAGE_SUFFIXES, file_stem
+from ..support import not_assessed, why_not_assessed
 from ..volume import PathLike
 from .timeline import Timeline, TimelineError, Timepoint, parse_date
 
@@ -31,7 +32,6 @@ __all__ = ["VisitSource", "read_visit", "find_visits", "build_timeline", "study_
 
 TIMELINE_FILE = "timeline.json"
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 _LABEL_SUFFIXES = ("seg", "label", "labels", "tumorseg")
 _KEPT_VISIT_FIELDS = ("steroids", "clinical_status", "new_baseline", "order", "notes")
 
@@ -94,10 +94,8 @@ def _date_from_name(name: str) -> dt.date | None:
 
 def _images_in(folder: Path) -> tuple[dict[str, Path], Path | None]:
     images, label = {}, None
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(_IMAGE_SUFFIXES)):
-        stem = path.name.lower()
-        for suffix in _IMAGE_SUFFIXES:
-            stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)):
+        stem = file_stem(path).lower()
         if any(re.search(rf"(^|[\W_]){name}$", stem) for name in _LABEL_SUFFIXES):
             label = path
             continue
@@ -186,11 +184,22 @@ def build_timeline(folder: PathLike, out: PathLike,
     timeline = Timeline(patient_id or (previous.patient_id if previous else "")
                         or next((v.patient_id for v in visits if v.patient_id), "") or Path(folder).name)
     for visit in visits:
-        timeline.add(Timepoint(visit.name, visit.date, images=dict(visit.images), segmentation=visit.segmentation))
+        timeline.add(Timepoint(visit.name, visit.date, images=dict(visit.images), segmentation=visit.segmentation,
+                               not_assessed=_not_assessed(visit)))
     if previous is not None:
         _keep_clinical_inputs(timeline, previous)
     timeline.save(path, include_measurements=False)
     return timeline
+
+
+def _not_assessed(visit: VisitSource) -> dict[str, str]:
+    """What the visit's images cannot show: as its result recorded it, else from the sequences found beside a
+    given segmentation (none found: unknown, nothing left out)."""
+    if visit.summary is not None:
+        keys = visit.summary.get("not_assessed") or []
+        return {**why_not_assessed(keys), **{key: why for key, why in (visit.summary.get("not_assessed_why") or {}
+                                                                       ).items() if key in keys}}
+    return not_assessed(visit.images) if visit.images else {}
 
 
 def _keep_clinical_inputs(timeline: Timeline, previous: Timeline) -> None:

@@ -169,7 +169,7 @@ MONAI {{ provenance.versions.monai }})</td></tr>
 {% if item.path %}{{ item.path }}<br>{% endif %}SHA-256 {{ item.sha256 }}</td></tr>{% endfor %}
 {% if provenance.command %}<tr><th>Command</th><td class="hash">{{ provenance.command | join(" ") }}</td></tr>{% endif %}
 </table>
-<p class="small">{{ research_only }} TumorSeg segments gliomas in adult brain MRI; it was trained on 29 BraTS 2018
+<p class="small">{{ research_only }} TumorSeg segments gliomas in adult brain MRI; it was trained on 28 BraTS 2018
 cases and has not been validated for clinical use.</p>
 </body></html>
 """
@@ -177,6 +177,7 @@ cases and has not been validated for clinical use.</p>
 
 # Column titles of the follow-up table (the CSV keeps the machine names).
 _TIMELINE_HEADERS = {"timepoint": "Visit", "date": "Date", "ET_ml": "ET (mL)", "TC_ml": "TC (mL)", "WT_ml": "WT (mL)",
+                     "not_assessed": "Not assessed",
                      "ET_change_vs_baseline_pct": "ET vs baseline (%)", "spd_mm2": "SPD (mm²)",
                      "spd_change_vs_baseline_pct": "SPD vs baseline (%)", "spd_change_vs_nadir_pct": "SPD vs nadir (%)",
                      "new_lesions": "New lesions", "rano_bidimensional": "RANO (2D)",

@@ -12,7 +12,7 @@ __all__ = ["TIMELINE_COLUMNS", "create_timeline_table", "fill_timeline_table", "
 
 TIMELINE_COLUMNS = (
     ("Timepoint", "timepoint"), ("Date", "date"), ("Days", "days_from_baseline"), ("ET (mL)", "ET_ml"),
-    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("ET interval (mL)", "ET_interval_ml"),
+    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("Not assessed", "not_assessed"), ("ET interval (mL)", "ET_interval_ml"),
     ("WT interval (mL)", "WT_interval_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
     ("ET vs nadir (%)", "ET_change_vs_nadir_pct"), ("SPD (mm2)", "spd_mm2"),
     ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("New lesions", "new_lesions"),
@@ -22,7 +22,7 @@ TIMELINE_COLUMNS = (
 )
 # Text, so that "not assessed" shows blank (new lesions before alignment) rather than as nan.
 _TEXT_COLUMNS = frozenset({"timepoint", "date", "category", "confirmation", "corrected", "steroids",
-                           "clinical_status", "new_lesions"})
+                           "clinical_status", "new_lesions", "not_assessed"})
 PLOTTED_REGIONS = (Region.ET, Region.TC, Region.WT)
 
 
