@@ -170,6 +170,34 @@ def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_br
     assert "--fold 3: the split has folds 0..2" in capsys.readouterr().err
 
 
+def test_the_gpu_cache_is_compressed_into_parts_that_each_fit_one_device_call(tmp_path):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("gpu_prepare", root / "scripts" / "gpu_prepare.py")
+    gpu_prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_prepare)
+    cache, gpu = tmp_path / "cache", tmp_path / ".gpu"
+    cache.mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(6):  # uncompressed, as older caches are: a smooth image and a mostly empty label
+        image = np.repeat(rng.integers(0, 255, (4, 40, 40, 1), dtype=np.uint8), 40, axis=3)
+        np.savez(cache / f"Case{n}.npz", image=image, label=np.zeros((40, 40, 40), np.uint8),
+                 brain=np.ones((40, 40, 40), bool))
+    (cache / "Case9.npz.partial.npz").write_bytes(b"")  # an interrupted write is not a case
+    one = (cache / "Case0.npz").stat().st_size
+    parts = gpu_prepare.split_cache(cache, gpu, budget_bytes=one // 4, first_budget_bytes=one // 8)
+    sizes = [gpu_prepare.folder_bytes(part) for part in parts]
+    assert sum(len(list(part.iterdir())) for part in parts) == 6 and sizes[0] <= one // 8
+    assert all(size <= one // 4 for size in sizes) and len(parts) < 6  # several compressed cases per part
+    with np.load(parts[0] / "Case0.npz") as data:
+        assert np.array_equal(data["image"], np.load(cache / "Case0.npz")["image"])
+    assert not list(gpu.glob(".*"))
+    with pytest.raises(SystemExit, match="Case0.npz alone is larger"):
+        gpu_prepare.split_cache(cache, gpu, budget_bytes=100)
+    assert gpu_prepare.travelling_tree_bytes() < gpu_prepare.CALL_LIMIT_BYTES - 30 * 2**20
+
+
 def test_every_fold_trains_together_in_one_process_and_a_later_session_starts_from_its_weights(
         tiny_brats_folder, tmp_path, capsys):
     # The GPU recipe: all runs at once (cases on the device once), then, on another lent GPU, more steps starting
