@@ -9,6 +9,7 @@ BraTS ET score on the made non-enhancing cases (an empty ET scores 1 there, any 
 mix of the two goes into the registry.
 
     python Testing/Benchmarks/enhancement_study.py [--data ../shared/data/brats2018] [--out runs/enhancement]
+        [--without-t1] [--moved]
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from TumorSegLib.enhancement import EnhancementRule, apply_rule, enhancement_contrast, remove_enhancement
+from TumorSegLib.enhancement import (
+    EnhancementRule,
+    EnhancementRules,
+    apply_rule,
+    enhancement_contrast,
+    remove_enhancement,
+)
 from TumorSegLib.inference import Predictor
 from TumorSegLib.labels import Label, to_internal_labels
 from TumorSegLib.metrics import dice
@@ -109,12 +116,42 @@ def score(out: Path, cases: dict, spec, with_t1: bool = True) -> list[dict]:
     return sorted(rows, key=lambda row: -row["objective"])
 
 
+def moved_voxels(out: Path, cases: dict, spec) -> list[dict]:
+    """Where the registry's rule moves ET that does not enhance, on the original held-out predictions: the
+    expert's label of those voxels, and the mean TC Dice if they went to the core (as now) or to oedema."""
+    settings = PostProcessing.from_dict({**spec.postprocessing, "enhancement": {}})
+    rule = EnhancementRules.from_dict(spec.postprocessing.get("enhancement")).with_t1
+    rows = []
+    for path in sorted(out.glob("*_original.npz")):
+        case = path.name[: -len("_original.npz")]
+        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
+        brain = np.any([v.array != 0 for v in images.values()], axis=0)
+        labels = postprocess(images["t1c"].with_array(np.load(path)["probabilities"].astype(np.float32) / 255),
+                             settings).array
+        tumour = ndimage.binary_dilation(labels > 0, np.ones((3, 3, 3), bool), iterations=3)
+        contrast = enhancement_contrast(images["t1c"].array, images["t1"].array, brain & ~tumour)
+        moved = (labels == Label.ET) & ~apply_rule(labels == Label.ET, contrast, rule)
+        core, true_core = np.isin(labels, (Label.NCR, Label.ET)), np.isin(truth, (Label.NCR, Label.ET))
+        rows.append({"case": case, "moved_ml_by_true_label": {
+            name: round(float((moved & (truth == code)).sum()) * 0.001, 1)
+            for name, code in (("background", 0), ("NCR", Label.NCR), ("ED", Label.ED), ("ET", Label.ET))},
+            "tc_dice_moved_to_core": round(dice(core, true_core), 4),
+            "tc_dice_moved_to_oedema": round(dice(core & ~moved, true_core), 4)})
+        print(json.dumps(rows[-1]), flush=True)
+    for key in ("tc_dice_moved_to_core", "tc_dice_moved_to_oedema"):
+        print(f"mean {key}: {np.mean([row[key] for row in rows]):.3f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brats2018"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "enhancement"))
     parser.add_argument("--model", default=None)
     parser.add_argument("--without-t1", action="store_true", help="judge enhancement without the T1")
+    parser.add_argument("--moved", action="store_true", help="only: where the registry's rule moves non-enhancing "
+                        "ET (the expert's labels there; core or oedema)")
     args = parser.parse_args()
     spec = get_model(args.model)
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
@@ -122,6 +159,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     predict(out, folds, cases, spec)
+    if args.moved:
+        (out / "moved_voxels.json").write_text(json.dumps(moved_voxels(out, cases, spec), indent=2))
+        return
     table = score(out, cases, spec, with_t1=not args.without_t1)
     (out / f"enhancement_study{'_without_t1' if args.without_t1 else ''}.json").write_text(json.dumps(table, indent=2))
     for row in table:
