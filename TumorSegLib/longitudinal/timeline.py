@@ -34,6 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ..export import atomic_write
 from ..labels import VOLUME_KEYS, LabelConvention
 from ..sequences import SEQUENCES
 from ..support import still_not_assessed
@@ -387,8 +388,6 @@ class Timeline:
         self.validate()
         target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(target.parent, include_measurements), indent=2)
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        partial.write_text(text + "\n", encoding="utf-8")
-        partial.replace(target)
+        atomic_write(target, lambda partial: partial.write_text(text + "\n", encoding="utf-8"))
         self.path = target
         return target

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export import atomic_write
 from ..inference import resolve_device
 from ..memory import keep_freed_memory
 from .config import TrainConfig
@@ -42,9 +42,7 @@ def _lr_factor(progress: float, step: int, warmup: int) -> float:
 def _save_atomic(obj, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda partial: torch.save(obj, partial))
 
 
 def export_weights(state_dict: dict, path: Path) -> None:
