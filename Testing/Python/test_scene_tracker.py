@@ -116,29 +116,31 @@ def test_editing_a_visit_updates_its_row_live(tracker):
     assert column(tracker.table, "Edited") == ["no", "yes", "no"]
 
 
-def test_a_visit_with_no_enhancing_tumour_is_a_complete_response(slicer_app):
-    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 8")
+def enhancing_then_none(scene, patient: str, second_not_assessed: str = ""):
+    """A tracker of two visits: an enhancing lesion, then none (the second's node marked with what its images
+    could not show, as the AI run marks it)."""
+    from TumorSegLib.scene.results import NOT_ASSESSED_ATTRIBUTE
+
+    tracker = mrml.LongitudinalTracker(scene, patient)
     for index, radius in enumerate((10, 0)):
         image, labels = visit(radius)
-        reference = mrml.add_volume_node(slicer_app.scene, image, f"w{index}")
-        segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, f"w{index}", show_3d=False)
+        reference = mrml.add_volume_node(scene, image, f"{patient} {index}")
+        segmentation = mrml.create_segmentation_node(scene, labels, reference, f"{patient} {index}", show_3d=False)
+        if index == 1 and second_not_assessed:
+            segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, second_not_assessed)
         tracker.add_timepoint(f"w{index}", f"2024-0{index + 1}-01", segmentation, reference)
+    return tracker
+
+
+def test_a_visit_with_no_enhancing_tumour_is_a_complete_response(slicer_app):
+    tracker = enhancing_then_none(slicer_app.scene, "Patient 8")
     assert column(tracker.table, "Category (imaging only)")[1] == "CR"
     tracker.stop()
 
 
 def test_a_follow_up_segmented_without_t1c_is_not_evaluable_rather_than_a_complete_response(slicer_app):
     # The AI writes no enhancing tumour without T1c and records so on the node: the row says why, no CR.
-    from TumorSegLib.scene.results import NOT_ASSESSED_ATTRIBUTE
-
-    tracker = mrml.LongitudinalTracker(slicer_app.scene, "Patient 9")
-    for index, radius in enumerate((10, 0)):
-        image, labels = visit(radius)
-        reference = mrml.add_volume_node(slicer_app.scene, image, f"x{index}")
-        segmentation = mrml.create_segmentation_node(slicer_app.scene, labels, reference, f"x{index}", show_3d=False)
-        if index == 1:
-            segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, "NCR,ET")
-        tracker.add_timepoint(f"x{index}", f"2024-0{index + 1}-01", segmentation, reference)
+    tracker = enhancing_then_none(slicer_app.scene, "Patient 9", second_not_assessed="NCR,ET")
     assert column(tracker.table, "Category (imaging only)")[1] == "NE"
     assert column(tracker.table, "Not assessed") == ["", "NCR, ET: no T1c"]
     assert column(tracker.table, "ET (mL)")[1] == "nan" and float(column(tracker.table, "WT (mL)")[1]) > 0
