@@ -197,3 +197,15 @@ def test_visits_before_the_baseline_or_without_measurement_get_no_category():
     assert [r.category for r in result] == [C.PRE_BASELINE, C.BASELINE, C.NOT_EVALUABLE, C.SD]
     unmeasured = assess_series([visit("base", None, 0), visit("next", 90.0, 90)], "bidimensional")
     assert unmeasured[1].category is C.NOT_EVALUABLE and "baseline was not measured" in unmeasured[1].reasons[0]
+
+
+def test_a_visit_or_baseline_that_cannot_show_the_disease_is_not_evaluable_and_says_why():
+    series = [visit("b0"), visit("f1", None, 60, unmeasurable="no T1c"), visit("f2", 30.0, 120)]
+    responses = assess_series(series, "volumetric")
+    assert responses[1].category is ResponseCategory.NOT_EVALUABLE
+    assert responses[1].reasons == ("no T1c at this visit: its disease cannot be measured",)
+    assert responses[2].category is ResponseCategory.PR  # scored against the baseline, f1 skipped
+    unmeasured_baseline = [visit("b0", None, unmeasurable="no T2/FLAIR"), visit("f1", 80.0, 60)]
+    responses = assess_series(unmeasured_baseline, "volumetric", "non-enhancing")
+    assert responses[1].category is ResponseCategory.NOT_EVALUABLE
+    assert responses[1].reasons == ("no T2/FLAIR at the baseline: it cannot be measured",)
