@@ -129,8 +129,9 @@ def make_folds(cases: Sequence[str], k: int, seed: int) -> list[list[str]]:
 
 
 def extend_folds(folds: Sequence[Sequence[str]], cases: Sequence[str]) -> tuple[list[list[str]], dict[str, int]]:
-    """Keep an earlier split and deal the cases it lacks to its smallest folds (lowest index first), so networks
-    resumed from that split stay held out on their own cases and the new ones. Returns (folds, {case: fold}).
+    """Keep an earlier split and deal the cases it lacks to its smallest folds (lowest index first), so each
+    network resumed from that split stays held out on its own cases (and the fold given a new case, on that case
+    too). Returns (folds, {case: fold}).
     Cases the split lists but ``cases`` lacks are an error: their data is missing."""
     missing = sorted(set(sum(map(list, folds), [])) - set(cases))
     if missing:
