@@ -8,15 +8,16 @@ assessed" (summary JSON, Slicer table, report, DICOM SEG/SR) reads it from here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from .labels import Label
 from .volume import Volume
 
-__all__ = ["VOLUME_NEEDS", "not_assessed", "why_not_assessed", "without_unseen_oedema", "still_not_assessed",
-           "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
+__all__ = ["VOLUME_NEEDS", "not_assessed", "why_not_assessed", "recorded_not_assessed", "without_unseen_oedema",
+           "still_not_assessed", "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
 
 # Volume key -> the sequences of which at least one is needed to see it, and the short reason when none is given.
 VOLUME_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -39,6 +40,12 @@ def why_not_assessed(keys: Iterable[str]) -> dict[str, str]:
     """The short reason of each not-assessed volume key (e.g. ``{"ED": "no T2/FLAIR"}``), for records that keep
     only the keys (a segmentation node's attribute, an older summary)."""
     return {key: VOLUME_NEEDS[key][1] for key in keys if key in VOLUME_NEEDS}
+
+
+def recorded_not_assessed(summary: Mapping[str, Any]) -> dict[str, str]:
+    """What a result summary recorded as not assessed, with why (a summary older than ``not_assessed_why``
+    keeps only the keys)."""
+    return dict(summary.get("not_assessed_why") or why_not_assessed(summary.get("not_assessed") or []))
 
 
 def without_unseen_oedema(labels: Volume, sequences: Iterable[str]) -> Volume:

@@ -80,6 +80,7 @@ def segment_study(assignment, options, folder: Path, *, timeline: Path | None = 
     from ..outputs import REPORT_FILES, report_content, write_dicom_outputs, write_report_files
     from ..pipeline import segment
     from ..provenance import provenance
+    from ..support import recorded_not_assessed
 
     start = time.perf_counter()
     progress = ProgressReport()
@@ -113,9 +114,8 @@ def segment_study(assignment, options, folder: Path, *, timeline: Path | None = 
     image_path = write_volume(images[result.reference], folder / f"{result.reference}.nii.gz")
     tracked = None
     if timeline is not None:
-        unseen = {key: why for key, why in summary["not_assessed_why"].items() if key in summary["not_assessed"]}
         tracked = _timeline_with_visit(timeline, study, folder / LABELS_FILE, image_path, result.reference, folder,
-                                       unseen)
+                                       recorded_not_assessed(summary))
         summary["timeline"] = {"file": TIMELINE_FILE, "rows": tracked["rows"]}
     content = report_content(summary, images[result.reference], result.labels, uncertainty, study, tracked)
     summary["report"] = write_report_files(content, folder / REPORT_FILES["html"], folder / REPORT_FILES["pdf"])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..sequences import FILE_SUFFIXES, IMAGE_SUFFIXES, file_stem
-from ..support import not_assessed, why_not_assessed
+from ..support import not_assessed, recorded_not_assessed
 from ..volume import PathLike
 from .timeline import Timeline, TimelineError, Timepoint, parse_date
 
@@ -196,9 +196,7 @@ def _not_assessed(visit: VisitSource) -> dict[str, str]:
     """What the visit's images cannot show: as its result recorded it, else from the sequences found beside a
     given segmentation (none found: unknown, nothing left out)."""
     if visit.summary is not None:
-        keys = visit.summary.get("not_assessed") or []
-        return {**why_not_assessed(keys), **{key: why for key, why in (visit.summary.get("not_assessed_why") or {}
-                                                                       ).items() if key in keys}}
+        return recorded_not_assessed(visit.summary)
     return not_assessed(visit.images) if visit.images else {}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..labels import VOLUME_KEYS, VOLUME_MEMBERS, region_volumes_ml
 from ..support import still_not_assessed
 from .nodes import volume_from_node
-from .results import NOT_ASSESSED_ATTRIBUTE
+from .results import ai_not_assessed
 from .segments import VOLUME_INTERVALS_ATTRIBUTE, edited_labels, labels_from_segmentation
 
 __all__ = ["NOT_FROM_DICOM", "export_dicom_results"]
@@ -42,8 +42,7 @@ def _summary(segmentation_node, labels, edited: set[str]) -> dict:
     from ..models import get_model
 
     model = get_model(segmentation_node.GetAttribute("TumorSeg.Model") or None)
-    not_assessed = still_not_assessed([k for k in (segmentation_node.GetAttribute(NOT_ASSESSED_ATTRIBUTE) or "")
-                                       .split(",") if k], edited)
+    not_assessed = still_not_assessed(ai_not_assessed(segmentation_node), edited)
     intervals = json.loads(segmentation_node.GetAttribute(VOLUME_INTERVALS_ATTRIBUTE) or "{}")
     untouched = {key for key in VOLUME_KEYS if not {m.name for m in VOLUME_MEMBERS[key]} & edited}
     volumes = {key: (None if key in not_assessed else value) for key, value in region_volumes_ml(labels).items()}

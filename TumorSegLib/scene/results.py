@@ -13,13 +13,19 @@ from ..volume import Volume
 from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
 from .segments import edited_labels, labels_from_segmentation
 
-__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "create_results_table", "update_results_table", "table_rows", "set_uncertainty_columns",
+__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "ai_not_assessed", "create_results_table", "update_results_table", "table_rows", "set_uncertainty_columns",
            "review_first", "ResultsWatcher", "set_uncertainty_overlay"]
 
 INTERVAL_COLUMN = "AI volume interval (mL)"
 TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", INTERVAL_COLUMN,
                  "Uncertainty score", "Review first")
 NOT_ASSESSED_ATTRIBUTE = "TumorSeg.NotAssessed"  # on a segmentation node: volume keys the images cannot support
+
+
+def ai_not_assessed(segmentation_node) -> list[str]:
+    """The volume keys the AI run recorded as not assessed on ``segmentation_node`` (its images could not show
+    them), before any hand edit."""
+    return [key for key in (segmentation_node.GetAttribute(NOT_ASSESSED_ATTRIBUTE) or "").split(",") if key]
 _NOT_ASSESSED = "not assessed"  # the table's words, with the reason in brackets, e.g. "not assessed (no T1c)"
 
 
@@ -166,9 +172,8 @@ class ResultsWatcher:
         uncertainty = self._uncertainty if self._uncertainty is not None and \
             self._uncertainty.shape == labels.shape else None
         edited = edited_labels(self.segmentation_node, labels)
-        not_assessed = (self.segmentation_node.GetAttribute(NOT_ASSESSED_ATTRIBUTE) or "").split(",")
         update_results_table(self.table_node, labels, uncertainty, edited,
-                             still_not_assessed(filter(None, not_assessed), edited))
+                             still_not_assessed(ai_not_assessed(self.segmentation_node), edited))
         return labels, edited
 
 

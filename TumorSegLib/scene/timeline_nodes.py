@@ -12,8 +12,8 @@ __all__ = ["TIMELINE_COLUMNS", "create_timeline_table", "fill_timeline_table", "
 
 TIMELINE_COLUMNS = (
     ("Timepoint", "timepoint"), ("Date", "date"), ("Days", "days_from_baseline"), ("ET (mL)", "ET_ml"),
-    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("Not assessed", "not_assessed"), ("ET interval (mL)", "ET_interval_ml"),
-    ("WT interval (mL)", "WT_interval_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
+    ("TC (mL)", "TC_ml"), ("WT (mL)", "WT_ml"), ("Not assessed", "not_assessed"),
+    ("ET interval (mL)", "ET_interval_ml"), ("WT interval (mL)", "WT_interval_ml"), ("ET vs baseline (%)", "ET_change_vs_baseline_pct"),
     ("ET vs nadir (%)", "ET_change_vs_nadir_pct"), ("SPD (mm2)", "spd_mm2"),
     ("SPD vs baseline (%)", "spd_change_vs_baseline_pct"), ("New lesions", "new_lesions"),
     ("Category (imaging only)", "category"), ("Confirmation", "confirmation"), ("Steroids", "steroids"),

@@ -27,7 +27,7 @@ from ..longitudinal import (
 from ..support import why_not_assessed
 from ..volume import Volume
 from .nodes import sitk_from_transform_node, transform_node_from_sitk, volume_from_node
-from .results import NOT_ASSESSED_ATTRIBUTE
+from .results import ai_not_assessed
 from .segments import VOLUME_INTERVALS_ATTRIBUTE, edited_labels, export_segmentation, labels_from_segmentation
 from .timeline_nodes import create_timeline_table, create_volume_chart, fill_timeline_table
 
@@ -85,7 +85,7 @@ class LongitudinalTracker:
         same_day = [tp for tp in self.timeline.timepoints if tp.date == date]
         for number, earlier in enumerate(same_day, start=1):  # visits added on one date: in the order added
             earlier.order = earlier.order or number
-        unseen = why_not_assessed((segmentation_node.GetAttribute(NOT_ASSESSED_ATTRIBUTE) or "").split(","))
+        unseen = why_not_assessed(ai_not_assessed(segmentation_node))
         timepoint = Timepoint(timepoint_id, date, measurements=measure_labels(labels), not_assessed=unseen,
                               corrected=bool(edited_labels(segmentation_node, labels)),
                               volume_intervals={key: tuple(value) for key, value in intervals.items()},
