@@ -67,6 +67,20 @@ def predict(out: Path, folds: list[list[str]], cases: dict, spec) -> None:
                 print(f"fold {k} {case} {kind}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def held_out_cases(out: Path, cases: dict, spec):
+    """The cases whose held-out probabilities ``predict`` kept in ``out``: (case, images, truth, brain mask)."""
+    for path in sorted(out.glob("*_original.npz")):
+        case = path.name[: -len("_original.npz")]
+        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
+        yield case, images, truth, np.any([v.array != 0 for v in images.values()], axis=0)
+
+
+def kept_probabilities(out: Path, case: str, kind: str, grid: Volume) -> Volume:
+    """The kept probabilities of ``case`` (``original`` or ``nonenhancing``) on the case's ``grid``."""
+    return grid.with_array(np.load(out / f"{case}_{kind}.npz")["probabilities"].astype(np.float32) / 255)
+
+
 def rules() -> list[EnhancementRule]:
     """The candidates: a voxel threshold, alone or with pieces needing strongly enhancing voxels, with or without
     smoothing and a smallest piece (the grid a first, wider search narrowed down to)."""
@@ -84,16 +98,10 @@ def score(out: Path, cases: dict, spec, with_t1: bool = True) -> list[dict]:
     settings = PostProcessing.from_dict({**spec.postprocessing, "enhancement": {}})
     candidates = rules()
     rows = [{"rule": asdict(rule), "original_et_dice": [], "false_et_ml": []} for rule in candidates]
-    for path in sorted(out.glob("*_original.npz")):
-        case = path.name[: -len("_original.npz")]
-        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
-        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
-        brain = np.any([v.array != 0 for v in images.values()], axis=0)
+    for case, images, truth, brain in held_out_cases(out, cases, spec):
         altered, _ = made_non_enhancing(images, truth)
         for kind, inputs in (("original", images), ("nonenhancing", altered)):
-            probabilities = images["t1c"].with_array(
-                np.load(out / f"{case}_{kind}.npz")["probabilities"].astype(np.float32) / 255)
-            labels = postprocess(probabilities, settings).array
+            labels = postprocess(kept_probabilities(out, case, kind, images["t1c"]), settings).array
             tumour = ndimage.binary_dilation(labels > 0, np.ones((3, 3, 3), bool), iterations=3)
             contrast = enhancement_contrast(inputs["t1c"].array, inputs["t1"].array if with_t1 else None,
                                             brain & ~tumour)
@@ -122,13 +130,8 @@ def moved_voxels(out: Path, cases: dict, spec) -> list[dict]:
     settings = PostProcessing.from_dict({**spec.postprocessing, "enhancement": {}})
     rule = EnhancementRules.from_dict(spec.postprocessing.get("enhancement")).with_t1
     rows = []
-    for path in sorted(out.glob("*_original.npz")):
-        case = path.name[: -len("_original.npz")]
-        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
-        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
-        brain = np.any([v.array != 0 for v in images.values()], axis=0)
-        labels = postprocess(images["t1c"].with_array(np.load(path)["probabilities"].astype(np.float32) / 255),
-                             settings).array
+    for case, images, truth, brain in held_out_cases(out, cases, spec):
+        labels = postprocess(kept_probabilities(out, case, "original", images["t1c"]), settings).array
         tumour = ndimage.binary_dilation(labels > 0, np.ones((3, 3, 3), bool), iterations=3)
         contrast = enhancement_contrast(images["t1c"].array, images["t1"].array, brain & ~tumour)
         moved = (labels == Label.ET) & ~apply_rule(labels == Label.ET, contrast, rule)

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from TumorSegLib.enhancement import check_enhancement
-from TumorSegLib.labels import VOLUME_KEYS, region_volumes_ml, to_internal_labels
+from TumorSegLib.labels import VOLUME_KEYS, region_volumes_ml
 from TumorSegLib.models import MODELS_DIR, get_model
 from TumorSegLib.postprocessing import PostProcessing, postprocess
 from TumorSegLib.training import find_cases
-from TumorSegLib.volume import read_volume
 
 ROOT = Path(__file__).resolve().parents[2]
 STABILISER_ML = 1.0
@@ -35,19 +34,14 @@ def held_out_volumes(runs: Path, cases: dict, spec) -> list[dict]:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from enhancement_study import made_non_enhancing
+    from enhancement_study import held_out_cases, kept_probabilities, made_non_enhancing
 
     settings = PostProcessing.from_dict(spec.postprocessing)
     rows = []
-    for path in sorted(runs.glob("*_original.npz")):
-        case = path.name[: -len("_original.npz")]
-        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
-        truth = to_internal_labels(read_volume(cases[case]["label"]).array)
-        brain = np.any([v.array != 0 for v in images.values()], axis=0)
+    for case, images, truth, brain in held_out_cases(runs, cases, spec):
         altered, altered_truth = made_non_enhancing(images, truth)
         for kind, inputs, true_labels in (("original", images, truth), ("nonenhancing", altered, altered_truth)):
-            probabilities = images["t1c"].with_array(
-                np.load(runs / f"{case}_{kind}.npz")["probabilities"].astype(np.float32) / 255)
+            probabilities = kept_probabilities(runs, case, kind, images["t1c"])
             labels, _ = check_enhancement(postprocess(probabilities, settings), inputs, brain,
                                           settings.enhancement_rules)
             rows.append({"case": case, "kind": kind, "estimate": region_volumes_ml(labels),
