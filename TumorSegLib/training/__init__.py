@@ -4,17 +4,17 @@ resumable loop (:mod:`.loop`)."""
 
 from .config import TrainConfig
 from .data import (
-                   QUANT_OFFSET,
-                   QUANT_SCALE,
-                   cache_case,
-                   extend_folds,
-                   find_cases,
-                   load_cached_case,
-                   make_folds,
-                   prepare_cache,
+    QUANT_OFFSET,
+    QUANT_SCALE,
+    cache_case,
+    extend_folds,
+    find_cases,
+    load_cached_case,
+    make_folds,
+    prepare_cache,
 )
 from .loop import export_weights, train, train_runs, validate
 from .sampler import PatchSampler, device_cases, region_channels
 
-__all__ = ["find_cases", "cache_case", "prepare_cache", "load_cached_case", "make_folds", "extend_folds", "TrainConfig", "train", "train_runs",
-           "validate", "export_weights", "PatchSampler", "device_cases", "region_channels", "QUANT_OFFSET", "QUANT_SCALE"]
+__all__ = ["find_cases", "cache_case", "prepare_cache", "load_cached_case", "make_folds", "extend_folds", "TrainConfig",
+           "train", "train_runs", "validate", "export_weights", "PatchSampler", "device_cases", "region_channels", "QUANT_OFFSET", "QUANT_SCALE"]

@@ -23,9 +23,8 @@ _RESULT_HEADERS = [{"title": t, "key": k} for t, k in (
     ("Region", "Region"), ("Volume (mL)", "Volume (mL)"), ("Interval (mL)", "AI volume interval (mL)"),
     ("Uncertainty", "Mean uncertainty"), ("Edited", "Edited"), ("Review", "Review first"))]
 _TIMELINE_HEADERS = [{"title": t, "key": k} for t, k in (
-    ("Visit", "timepoint"), ("Date", "date"), ("ET (mL)", "ET_ml"), ("WT (mL)", "WT_ml"), ("Not assessed", "not_assessed"),
-    ("SPD (mm²)", "spd_mm2"),
-    ("New lesions", "new_lesions"), ("Category", "category"), ("Confirmation", "confirmation"))]
+    ("Visit", "timepoint"), ("Date", "date"), ("ET (mL)", "ET_ml"), ("WT (mL)", "WT_ml"),
+    ("Not assessed", "not_assessed"), ("SPD (mm²)", "spd_mm2"), ("New lesions", "new_lesions"), ("Category", "category"), ("Confirmation", "confirmation"))]
 
 
 class TumorSegApp:
