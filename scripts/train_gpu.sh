@@ -9,6 +9,7 @@
 # log) and inference_benchmark.json - 8 files, within what the device tool brings back. Install them with scripts/install_trained_weights.py.
 #
 # Settings (environment): TIME_LIMIT (s, default 330), BATCH (default 4), REMOVE_ENHANCEMENT (default 0.3),
+# SCANNER_SHIFT (default 0.15: chance of each simulated scanner/protocol change per sequence),
 # DEVICE (default cuda), MAX_STEPS (default 1000000), PYTHON (default python3), GPU_DIR (default .gpu),
 # FOLDS (the split, default the shipped one), EXTRA_ARGS (more `tumorseg train` options, e.g. a small patch size
 # for the CPU test), INFERENCE_BENCHMARK (0 skips the timing of the default ensemble), BENCH_REPEATS (default 3).
@@ -36,6 +37,7 @@ resume=()
 PYTHONUNBUFFERED=1 "$python" -m TumorSegLib train "$work/cache" -o "$work/runs" --fold every \
   --device "${DEVICE:-cuda}" --time-limit "${TIME_LIMIT:-330}" --max-steps "${MAX_STEPS:-1000000}" \
   --batch-size "${BATCH:-4}" --remove-enhancement "${REMOVE_ENHANCEMENT:-0.3}" --checkpoint-every 60 \
+  --scanner-shift "${SCANNER_SHIFT:-0.15}" \
   ${EXTRA_ARGS:-} "${resume[@]}" 2>&1 | tee "$work/runs/train.log"
 
 for run in "$work"/runs/fold*/; do

@@ -159,7 +159,9 @@ def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_br
     assert "--fold first: give a fold index" in capsys.readouterr().err
     assert main([*base, "--fold", "0", "--init-filters", "4"]) == 2
     assert "--init-filters 4: give a multiple of 8" in capsys.readouterr().err
-    assert not out.exists()  # both refused before any case was preprocessed
+    assert main([*base, "--fold", "0", "--scanner-shift", "1.5"]) == 2
+    assert "--scanner-shift 1.5: give a probability (0-1)" in capsys.readouterr().err
+    assert not out.exists()  # all refused before any case was preprocessed
     out.mkdir()
     (out / "folds.json").write_text(json.dumps({"seed": 1, "k": 2, "folds": [["Tiny1"], ["Other"]]}))
     assert main([*base, "--fold", "0"]) == 2
@@ -247,6 +249,34 @@ def test_enhancement_taken_away_in_training_patches_turns_et_into_ncr(brats_fold
     assert torch.equal(targets[:, 1], targets[:, 1].bool().float())
 
 
+def test_simulated_scanner_changes_alter_each_sequence_inside_the_brain_only(brats_folder, tmp_path):
+    # Bias field, gamma, thick slices, low resolution, blur and noise, all forced on: outside the brain stays 0 as
+    # inference writes it, each sequence keeps its in-brain mean and SD (what normalisation restores), the
+    # labels are untouched, and one seed gives one result.
+    import torch
+
+    from TumorSegLib.training import PatchSampler, device_cases
+    from TumorSegLib.training.sampler import _scanner_shift_transform
+
+    cache = tmp_path / "cache"
+    cache_case(find_cases(brats_folder)["CaseA"], ("t1", "t1c", "t2", "flair"), (1.0, 1.0, 1.0), cache / "A.npz")
+    image, label, brain = load_cached_case(cache / "A.npz")
+    config = TrainConfig(scanner_shift=1.0)
+    sample = {"image": torch.from_numpy(image), "brain": torch.from_numpy(brain[None].astype(np.uint8))}
+    changed = [_scanner_shift_transform(config, "cpu").set_random_state(7)(sample)["image"] for _ in range(2)]
+    assert torch.equal(changed[0], changed[1])
+    inside = torch.from_numpy(brain)
+    for c in range(image.shape[0]):
+        before, after = torch.from_numpy(image[c]), changed[0][c]
+        assert (after[~inside] == 0).all()
+        assert torch.allclose(after[inside].mean(), before[inside].mean(), atol=1e-3)
+        assert torch.allclose(after[inside].std(), before[inside].std(), rtol=1e-3)
+        assert (after[inside] - before[inside]).abs().mean() > 0.05
+    config = TrainConfig(patch_size=(32, 32, 32), batch_size=2, device="cpu", scanner_shift=1.0, tumour_fraction=1.0)
+    _, targets = PatchSampler(device_cases([(image, label, brain)], config, "cpu"), config, "cpu").batch()
+    assert targets[:, 0].sum() > 0 and torch.equal(targets, targets.bool().float())
+
+
 def test_a_crafted_checkpoint_cannot_run_code_when_training_resumes(tiny_brats_folder, tmp_path, capsys):
     import pickle
 
@@ -306,7 +336,9 @@ def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configurat
     assert timing["members"] == 6 and timing["device"] == "cpu" and timing["inference_s"] > 0
     with tarfile.open(out / "runs.tar.gz") as archive:
         history = json.loads(archive.extractfile("foldall/history.json").read())
+        config = json.loads(archive.extractfile("foldall/config.json").read())
     assert history["summary"]["steps"] == 2  # one step earlier, one now
+    assert config["scanner_shift"] == 0.15 and config["remove_enhancement"] == 0.3  # the GPU recipe's defaults
 
 
 def test_an_incomplete_case_stops_training_naming_it_unless_asked_to_skip(tiny_brats_folder, tmp_path, capsys):

@@ -58,12 +58,14 @@ def _train(args: argparse.Namespace) -> int:
     if not 0 <= args.remove_enhancement <= 1 or min(args.region_weights) < 0 or not sum(args.region_weights):
         raise ValueError("--remove-enhancement takes a probability (0-1) and --region-weights three weights "
                            "(WT TC ET), none negative, not all 0")
+    if not 0 <= args.scanner_shift <= 1:
+        raise ValueError(f"--scanner-shift {args.scanner_shift}: give a probability (0-1), e.g. 0.15")
     cache, cases, folds = _training_cases(args)
     config = TrainConfig(init_filters=args.init_filters, patch_size=tuple(args.patch_size), batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_steps=args.max_steps, time_limit_s=args.time_limit,
                          seed=args.seed, device=args.device, sequence_dropout=args.sequence_dropout,
                          remove_enhancement=args.remove_enhancement, region_weights=tuple(args.region_weights),
-                         checkpoint_every_s=args.checkpoint_every)
+                         scanner_shift=args.scanner_shift, checkpoint_every_s=args.checkpoint_every)
     if args.fold not in ("all", "every") and int(args.fold) >= len(folds):
         raise ValueError(f"--fold {args.fold}: the split has folds 0..{len(folds) - 1}")
     chosen = list(range(len(folds))) + ["all"] if args.fold == "every" else [args.fold]
@@ -107,4 +109,6 @@ def add_command(commands) -> None:
                    "enhancement taken away (T1c made non-enhancing, ET -> NCR): teaches that ET needs enhancement")
     p.add_argument("--region-weights", type=float, nargs=3, default=[1.0, 1.0, 1.0], metavar=("WT", "TC", "ET"),
                    help="loss weight of each region")
+    p.add_argument("--scanner-shift", type=float, default=0.0, help="chance (0-1) of each simulated scanner or "
+                   "protocol change per sequence (bias field, gamma, thick slices, low resolution, blur, noise)")
     p.set_defaults(func=_train)

@@ -32,6 +32,7 @@ class TrainConfig:
     log_every: int = 25
     remove_enhancement: float = 0.0  # chance that a drawn case has its enhancement taken away (ET → NCR)
     region_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # loss weight of WT, TC, ET
+    scanner_shift: float = 0.0  # chance of each simulated scanner/protocol change (bias field, gamma, thick slices...)
     sequences: tuple[str, ...] = SEQUENCES
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 

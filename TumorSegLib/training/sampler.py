@@ -53,6 +53,84 @@ def _sequence_dropout_transform(config: TrainConfig):
     return RandDropSequenced(["image"], config.sequence_dropout, config.keep_one_of)
 
 
+# Z-scores sit around 0; raw MR intensities inside the brain are a few SDs above 0. A bias field multiplies raw
+# intensities, so it is applied to the z-scores shifted by this much (not to values centred on 0).
+RAW_OFFSET_SD = 3.0
+
+
+def _scanner_shift_transform(config: TrainConfig, device: str):
+    import torch
+    from monai.transforms import (
+        MapTransform,
+        RandAdjustContrast,
+        RandBiasField,
+        RandGaussianNoise,
+        RandGaussianSmooth,
+        RandomizableTransform,
+        RandSimulateLowResolution,
+    )
+
+    class RandScannerShiftd(RandomizableTransform, MapTransform):
+        """What another scanner or protocol does to each sequence, independently and inside the brain only: bias
+        field, gamma, thick slices along a random axis, lower resolution, blur, noise (each with ``prob``).
+
+        Outside the brain stays 0, as inference writes it, and each sequence keeps its mean and SD inside the
+        patch's brain, as inference's normalisation would restore them: what is left is what normalisation
+        cannot undo.
+        """
+
+        def __init__(self, keys, brain_key: str, prob: float):
+            RandomizableTransform.__init__(self, prob)
+            MapTransform.__init__(self, keys)
+            self.brain_key = brain_key
+            self.bias = RandBiasField(degree=3, coeff_range=(0.0, 0.3), prob=prob)
+            self.gamma = RandAdjustContrast(prob=prob, gamma=(0.7, 1.5), retain_stats=True)
+            self.low_resolution = RandSimulateLowResolution(prob=prob, zoom_range=(0.5, 1.0), device=device)
+            self.blur = RandGaussianSmooth(sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=prob)
+            self.noise = RandGaussianNoise(prob=prob, std=0.1)
+            self.parts = (self.bias, self.gamma, self.low_resolution, self.blur, self.noise)
+
+        def set_random_state(self, seed=None, state=None):
+            super().set_random_state(seed, state)
+            for part in self.parts:
+                part.set_random_state(int(self.R.randint(2**31)))
+            return self
+
+        def _thick_slices(self, channel):
+            """Slices 2-5 times thicker along one axis (a 2D protocol), brought back to the patch grid."""
+            if self.R.rand() >= self.prob:
+                return channel
+            axis = int(self.R.randint(3))
+            size = list(channel.shape[1:])
+            thick = list(size)
+            thick[axis] = max(1, round(size[axis] / self.R.uniform(2.0, 5.0)))
+            coarse = torch.nn.functional.interpolate(channel[None], size=thick, mode="area")
+            return torch.nn.functional.interpolate(coarse, size=size, mode="trilinear", align_corners=False)[0]
+
+        def __call__(self, data):
+            d = dict(data)
+            brain = torch.as_tensor(d[self.brain_key]).bool()
+            for key in self.keys:
+                image = torch.as_tensor(d[key]).float()
+                out = image.clone()
+                for c in range(image.shape[0]):
+                    inside = image[c][brain[0]]
+                    if inside.numel() < 2 or not inside.any():
+                        continue
+                    channel = torch.as_tensor(self.bias(image[c:c + 1] + RAW_OFFSET_SD)) - RAW_OFFSET_SD
+                    channel = torch.as_tensor(self.gamma(channel.where(brain, 0.0)))
+                    channel = self._thick_slices(channel.where(brain, 0.0))
+                    for part in (self.low_resolution, self.blur, self.noise):
+                        channel = torch.as_tensor(part(channel))
+                    shifted = channel[0][brain[0]]
+                    shifted = (shifted - shifted.mean()) / shifted.std().clamp_min(1e-6)
+                    out[c][brain[0]] = shifted * inside.std() + inside.mean()
+                d[key] = out
+            return d
+
+    return RandScannerShiftd(["image"], "brain", config.scanner_shift)
+
+
 def _augmentations(config: TrainConfig, device: str):
     from monai.transforms import (
         Compose,
@@ -62,12 +140,17 @@ def _augmentations(config: TrainConfig, device: str):
         RandShiftIntensityd,
     )
 
-    return Compose([
-        RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
-        RandFlipd(["image", "label"], prob=0.5, spatial_axis=1),
-        RandFlipd(["image", "label"], prob=0.5, spatial_axis=2),
-        RandAffined(["image", "label"], prob=0.3, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.15, 0.15, 0.15),
-                    mode=("bilinear", "nearest"), padding_mode="zeros", device=device),
+    spatial = ["image", "label", "brain"]
+    steps = [
+        RandFlipd(spatial, prob=0.5, spatial_axis=0),
+        RandFlipd(spatial, prob=0.5, spatial_axis=1),
+        RandFlipd(spatial, prob=0.5, spatial_axis=2),
+        RandAffined(spatial, prob=0.3, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.15, 0.15, 0.15),
+                    mode=("bilinear", "nearest", "nearest"), padding_mode="zeros", device=device),
+    ]
+    if config.scanner_shift > 0:
+        steps.append(_scanner_shift_transform(config, device))
+    return Compose(steps + [
         RandScaleIntensityd("image", factors=0.1, prob=1.0, channel_wise=True),
         RandShiftIntensityd("image", offsets=0.1, prob=1.0, channel_wise=True),
         _sequence_dropout_transform(config),
@@ -90,6 +173,7 @@ def device_cases(cases: list[tuple], config: TrainConfig, device: str) -> list[d
         foreground, background = np.flatnonzero(label > 0), np.flatnonzero(brain & (label == 0))
         case = {"image": torch.from_numpy(image).to(device=device, dtype=torch.float16),
                 "label": torch.from_numpy(label[None]).to(device),
+                "brain": torch.from_numpy(brain[None].astype(np.uint8)).to(device),
                 "fg": foreground if foreground.size else background, "bg": background}
         if config.remove_enhancement > 0 and (label == 3).any():
             plain_t1c, plain_label = remove_enhancement(image[t1c], image[t1], label, brain)
@@ -121,7 +205,7 @@ class PatchSampler:
         self.device = device
         self.cases = cases
         pos = config.tumour_fraction
-        self.crop = RandCropByPosNegLabeld(["image", "label"], "label", config.patch_size, pos=pos, neg=1 - pos,
+        self.crop = RandCropByPosNegLabeld(["image", "label", "brain"], "label", config.patch_size, pos=pos, neg=1 - pos,
                                            num_samples=1, fg_indices_key="fg", bg_indices_key="bg")
         self.augment = _augmentations(config, device)
         self.rng = np.random.RandomState(seed)
