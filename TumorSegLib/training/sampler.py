@@ -58,17 +58,41 @@ def _sequence_dropout_transform(config: TrainConfig):
 RAW_OFFSET_SD = 3.0
 
 
-def _scanner_shift_transform(config: TrainConfig, device: str):
-    import torch
+def _scanner_parts(prob: float, device: str) -> tuple:
+    """The MONAI transforms of one simulated scanner change each: bias field, gamma, resolution, blur, noise."""
     from monai.transforms import (
-        MapTransform,
         RandAdjustContrast,
         RandBiasField,
         RandGaussianNoise,
         RandGaussianSmooth,
-        RandomizableTransform,
         RandSimulateLowResolution,
     )
+
+    return (RandBiasField(degree=3, coeff_range=(0.0, 0.3), prob=prob),
+            RandAdjustContrast(prob=prob, gamma=(0.7, 1.5), retain_stats=True),
+            RandSimulateLowResolution(prob=prob, zoom_range=(0.5, 1.0), device=device),
+            RandGaussianSmooth(sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=prob),
+            RandGaussianNoise(prob=prob, std=0.1))
+
+
+def _thick_slices(channel, rng: np.random.RandomState, prob: float):
+    """``channel`` (1, I, J, K) with slices 2-5 times thicker along one axis (a 2D protocol), brought back to its
+    grid; unchanged with chance 1 - ``prob``."""
+    import torch
+
+    if rng.rand() >= prob:
+        return channel
+    axis = int(rng.randint(3))
+    size = list(channel.shape[1:])
+    thick = list(size)
+    thick[axis] = max(1, round(size[axis] / rng.uniform(2.0, 5.0)))
+    coarse = torch.nn.functional.interpolate(channel[None], size=thick, mode="area")
+    return torch.nn.functional.interpolate(coarse, size=size, mode="trilinear", align_corners=False)[0]
+
+
+def _scanner_shift_transform(config: TrainConfig, device: str):
+    import torch
+    from monai.transforms import MapTransform, RandomizableTransform
 
     class RandScannerShiftd(RandomizableTransform, MapTransform):
         """What another scanner or protocol does to each sequence, independently and inside the brain only: bias
@@ -83,12 +107,7 @@ def _scanner_shift_transform(config: TrainConfig, device: str):
             RandomizableTransform.__init__(self, prob)
             MapTransform.__init__(self, keys)
             self.brain_key = brain_key
-            self.bias = RandBiasField(degree=3, coeff_range=(0.0, 0.3), prob=prob)
-            self.gamma = RandAdjustContrast(prob=prob, gamma=(0.7, 1.5), retain_stats=True)
-            self.low_resolution = RandSimulateLowResolution(prob=prob, zoom_range=(0.5, 1.0), device=device)
-            self.blur = RandGaussianSmooth(sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=prob)
-            self.noise = RandGaussianNoise(prob=prob, std=0.1)
-            self.parts = (self.bias, self.gamma, self.low_resolution, self.blur, self.noise)
+            self.parts = _scanner_parts(prob, device)
 
         def set_random_state(self, seed=None, state=None):
             super().set_random_state(seed, state)
@@ -96,20 +115,10 @@ def _scanner_shift_transform(config: TrainConfig, device: str):
                 part.set_random_state(int(self.R.randint(2**31)))
             return self
 
-        def _thick_slices(self, channel):
-            """Slices 2-5 times thicker along one axis (a 2D protocol), brought back to the patch grid."""
-            if self.R.rand() >= self.prob:
-                return channel
-            axis = int(self.R.randint(3))
-            size = list(channel.shape[1:])
-            thick = list(size)
-            thick[axis] = max(1, round(size[axis] / self.R.uniform(2.0, 5.0)))
-            coarse = torch.nn.functional.interpolate(channel[None], size=thick, mode="area")
-            return torch.nn.functional.interpolate(coarse, size=size, mode="trilinear", align_corners=False)[0]
-
         def __call__(self, data):
             d = dict(data)
             brain = torch.as_tensor(d[self.brain_key]).bool()
+            bias, gamma, *resolution_blur_noise = self.parts
             for key in self.keys:
                 image = torch.as_tensor(d[key]).float()
                 out = image.clone()
@@ -117,10 +126,10 @@ def _scanner_shift_transform(config: TrainConfig, device: str):
                     inside = image[c][brain[0]]
                     if inside.numel() < 2 or not inside.any():
                         continue
-                    channel = torch.as_tensor(self.bias(image[c:c + 1] + RAW_OFFSET_SD)) - RAW_OFFSET_SD
-                    channel = torch.as_tensor(self.gamma(channel.where(brain, 0.0)))
-                    channel = self._thick_slices(channel.where(brain, 0.0))
-                    for part in (self.low_resolution, self.blur, self.noise):
+                    channel = torch.as_tensor(bias(image[c:c + 1] + RAW_OFFSET_SD)) - RAW_OFFSET_SD
+                    channel = torch.as_tensor(gamma(channel.where(brain, 0.0)))
+                    channel = _thick_slices(channel.where(brain, 0.0), self.R, self.prob)
+                    for part in resolution_blur_noise:
                         channel = torch.as_tensor(part(channel))
                     shifted = channel[0][brain[0]]
                     shifted = (shifted - shifted.mean()) / shifted.std().clamp_min(1e-6)
