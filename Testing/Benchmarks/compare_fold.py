@@ -2,10 +2,13 @@
 
 Segments each held-out case of fold ``k`` (the shipped split) through the full pipeline with the new weights
 (e.g. ``runs/<run>/fold<k>/model.pt`` from ``tumorseg train --resume-from``, or a ``fold<k>.pt`` brought back
-from a lent GPU) and with the shipped fold-``k`` member, with all four sequences and with T1c+FLAIR, and each
-case made non-enhancing (false ET in mL). Prints per-case rows and the means side by side; writes JSON.
+from a lent GPU; several as NAME=PATH) and with the shipped fold-``k`` member, with all four sequences and with
+T1c+FLAIR, and each case made non-enhancing (false ET in mL). With ``--shifts`` also each case as another
+scanner or protocol might give it (``scanner_shifts.py``: bias field, gamma, noise, thick slices, low resolution,
+mild or strong; all four sequences). Prints per-case rows and the means side by side; writes JSON.
 
-    python Testing/Benchmarks/compare_fold.py FOLD WEIGHTS [--data ../shared/data/brats2018] [--out FILE]
+    python Testing/Benchmarks/compare_fold.py FOLD [[NAME=]WEIGHTS ...] [--shifts mild|strong|both] [--shift NAME] [--no-clean]
+        [--no-shipped] [--no-n4] [--data ../shared/data/brats2018] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from TumorSegLib.inference import Predictor
 from TumorSegLib.labels import Label, to_internal_labels
 from TumorSegLib.metrics import evaluate_labels
 from TumorSegLib.models import MODELS_DIR, build_network, get_model
+from TumorSegLib.options import ClinicalOptions
 from TumorSegLib.pipeline import segment
 from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
@@ -39,44 +43,71 @@ def load_predictor(spec, weights: Path) -> Predictor:
     return Predictor(spec, "cpu", networks=[network.eval()])
 
 
+def _named_weights(text: str) -> tuple[str, Path]:
+    name, _, path = text.rpartition("=")
+    return name or "new", Path(path)
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from enhancement_study import made_non_enhancing
+    from scanner_shifts import SHIFTS, STRONG_SHIFTS, shifted
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fold", type=int)
-    parser.add_argument("weights", type=Path)
+    parser.add_argument("weights", type=_named_weights, nargs="*", help="[NAME=]PATH of fold weights")
+    parser.add_argument("--shifts", choices=("mild", "strong", "both"), help="also these scanner/protocol changes")
+    parser.add_argument("--shift", action="append", default=[], metavar="NAME", help="also this one change (repeatable)")
+    parser.add_argument("--no-clean", action="store_true", help="only the scanner/protocol changes")
+    parser.add_argument("--no-shipped", action="store_true", help="leave out the shipped fold network")
+    parser.add_argument("--no-n4", action="store_true", help="without N4 (as figures measured before it was default)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brats2018"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     spec = get_model()
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
-    predictors = {"new": load_predictor(spec, args.weights), "shipped": Predictor(spec, "cpu", members=[args.fold + 1])}
+    predictors = {name: load_predictor(spec, path) for name, path in args.weights}
+    if not args.no_shipped:
+        predictors["shipped"] = Predictor(spec, "cpu", members=[args.fold + 1])
+    subsets = {} if args.no_clean else dict(SUBSETS)
+    shifts = dict({"mild": SHIFTS, "strong": STRONG_SHIFTS, "both": {**SHIFTS, **STRONG_SHIFTS}}.get(args.shifts, {}))
+    for name in args.shift:
+        if name not in {**SHIFTS, **STRONG_SHIFTS}:
+            parser.error(f"--shift {name!r}: choose from {', '.join([*SHIFTS, *STRONG_SHIFTS])}")
+        shifts[name] = None
+    subsets.update({name: SUBSETS["all four"] for name in shifts})
+    clinical = ClinicalOptions(n4=not args.no_n4)
     cases = find_cases(Path(args.data))
     rows = []
     for case in folds[args.fold]:
         images = {key: read_volume(cases[case][key]) for key in spec.sequences}
         truth = to_internal_labels(read_volume(cases[case]["label"]).array)
-        altered, _ = made_non_enhancing(images, truth)
+        inputs = {subset: {key: images[key] for key in keys} for subset, keys in subsets.items() if subset in SUBSETS}
+        inputs.update({subset: shifted(images, subset) for subset in shifts})
+        altered = None if args.no_clean else made_non_enhancing(images, truth)[0]
         for name, predictor in predictors.items():
             row = {"case": case, "weights": name}
-            for subset, keys in SUBSETS.items():
-                result = segment({key: images[key] for key in keys}, predictor=predictor)
+            for subset, given in inputs.items():
+                result = segment(given, predictor=predictor, clinical=clinical)
                 metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
                 row[subset] = {region: round(metrics[region]["dice"], 4) for region in REGIONS}
-            labels = segment(altered, predictor=predictor).labels
-            row["false_et_ml"] = round(float((labels.array == Label.ET).sum()) * labels.voxel_volume_ml, 2)
+            if altered is not None:
+                labels = segment(altered, predictor=predictor, clinical=clinical).labels
+                row["false_et_ml"] = round(float((labels.array == Label.ET).sum()) * labels.voxel_volume_ml, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    means = {name: {**{subset: {region: round(float(np.mean([r[subset][region] for r in rows if r["weights"] == name])), 4)
-                                for region in REGIONS} for subset in SUBSETS},
-                    "false_et_ml_mean": round(float(np.mean([r["false_et_ml"] for r in rows if r["weights"] == name])), 2),
-                    "false_et_over_1ml": sum(r["false_et_ml"] > 1 for r in rows if r["weights"] == name)}
-             for name in predictors}
+    means = {}
+    for name in predictors:
+        own = [r for r in rows if r["weights"] == name]
+        means[name] = {subset: {region: round(float(np.mean([r[subset][region] for r in own])), 4)
+                                for region in REGIONS} for subset in subsets}
+        if altered is not None:
+            means[name]["false_et_ml_mean"] = round(float(np.mean([r["false_et_ml"] for r in own])), 2)
+            means[name]["false_et_over_1ml"] = sum(r["false_et_ml"] > 1 for r in own)
     print(json.dumps(means, indent=2))
     if args.out is not None:
-        args.out.write_text(json.dumps({"fold": args.fold, "weights": str(args.weights), "means": means, "cases": rows},
-                                       indent=2))
+        args.out.write_text(json.dumps({"fold": args.fold, "weights": {n: str(p) for n, p in args.weights}, "n4": not args.no_n4,
+                                        "means": means, "cases": rows}, indent=2))
 
 
 if __name__ == "__main__":

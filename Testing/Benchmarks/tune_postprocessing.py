@@ -1,9 +1,11 @@
 """Choose post-processing settings on the cross-validation probabilities (held-out cases only).
 
 Reads the probabilities that ``cross_validation.py`` kept, applies each candidate setting and prints
-mean Dice/HD95 per region, best first by mean Dice over WT/TC/ET (HD95 breaks ties).
+mean Dice/HD95 per region, best first by mean Dice over WT/TC/ET (HD95 breaks ties). With ``--components``,
+instead the rules on which whole-tumour components to keep (after the registry's 1 mL minimum): all, only the
+largest, those at least a share of the largest, those holding core, or grown by hysteresis to a lower threshold.
 
-    python Testing/Benchmarks/tune_postprocessing.py [--cv runs/cv]
+    python Testing/Benchmarks/tune_postprocessing.py [--cv runs/cv] [--components]
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
-from TumorSegLib.labels import region_masks, to_internal_labels
+from TumorSegLib.labels import labels_from_region_masks, region_masks, to_internal_labels
 from TumorSegLib.metrics import dice, hd95
+from TumorSegLib.models import get_model
 from TumorSegLib.postprocessing import PostProcessing, postprocess
 from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
@@ -24,12 +28,58 @@ from TumorSegLib.volume import read_volume
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def component_rules(probabilities: np.ndarray, min_voxels: int) -> dict[str, np.ndarray]:
+    """Internal label maps from (WT, TC, ET) probabilities (threshold 0.5), one per whole-tumour component rule."""
+    wt, tc, et = (probabilities[c] > 0.5 for c in range(3))
+    structure = np.ones((3, 3, 3), bool)
+    components, count = ndimage.label(wt, structure)
+    index = np.arange(1, count + 1)
+    sizes = np.asarray(ndimage.sum_labels(np.ones(wt.shape), components, index))
+    core_peak = np.asarray(ndimage.maximum(probabilities[1], components, index))
+    largest = index == index[sizes.argmax()] if count else np.zeros(0, bool)
+
+    def kept(chosen: np.ndarray) -> np.ndarray:
+        return np.concatenate([[False], chosen & (sizes >= min_voxels)])[components]
+
+    masks = {"all (registry)": kept(np.ones(count, bool)), "largest only": kept(largest)}
+    for share in (0.05, 0.2):
+        masks[f"at least {share:.0%} of the largest"] = kept(sizes >= share * sizes.max() if count else largest)
+    masks["holding core (or largest)"] = kept((core_peak > 0.5) | largest)
+    for low in (0.3, 0.4):  # grow the kept components through voxels above a lower threshold
+        grown, _ = ndimage.label(probabilities[0] > low, structure)
+        touched = np.unique(grown[masks["all (registry)"]])
+        masks[f"hysteresis to {low}"] = np.isin(grown, touched[touched > 0])
+    return {name: labels_from_region_masks(mask, tc & mask, et & mask) for name, mask in masks.items()}
+
+
+def tune_components(cv: Path, cases: dict) -> None:
+    min_component_ml = PostProcessing.from_dict(get_model().postprocessing).min_component_ml
+    scores: dict[str, list] = {}
+    for path in sorted(Path(cv, "probabilities").glob("*.npz")):
+        label = read_volume(cases[path.stem]["label"])
+        truth = region_masks(to_internal_labels(label.array))
+        probabilities = np.load(path)["probabilities"].astype(np.float32) / 255
+        min_voxels = int(np.ceil(min_component_ml / label.voxel_volume_ml))
+        for name, labels in component_rules(probabilities, min_voxels).items():
+            predicted = region_masks(labels)
+            scores.setdefault(name, []).append({r.value: (dice(predicted[r], truth[r]), hd95(predicted[r], truth[r]))
+                                                for r in truth})
+        print(f"{path.stem} " + " ".join(f"{s[-1]['WT'][0]:.3f}" for s in scores.values()), flush=True)
+    for name, rows in scores.items():
+        print(f"{name:28s} " + "  ".join(f"{r} {np.mean([row[r][0] for row in rows]):.4f}/"
+                                         f"{np.mean([row[r][1] for row in rows]):.1f}" for r in ("WT", "TC", "ET")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cv", default=str(ROOT / "runs" / "cv"))
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brats2018"))
+    parser.add_argument("--components", action="store_true", help="compare whole-tumour component rules")
     args = parser.parse_args()
     cases = find_cases(Path(args.data))
+    if args.components:
+        tune_components(Path(args.cv), cases)
+        return
     grid = list(itertools.product([0.5], [0.0, 0.1, 0.5, 1.0, 2.0], [0.0, 0.25, 0.5, 1.0]))
     scores = {setting: [] for setting in grid}
     for path in sorted(Path(args.cv, "probabilities").glob("*.npz")):
