@@ -111,8 +111,9 @@ class ClinicalOptions:
                              "another grid or not aligned", kind=Mode, parameter="registration")
     skull_strip: Mode = _option(Mode.AUTO, "--skull-strip", "brain extraction (MNI template): auto = when the "
                                 "reference is not skull-stripped", kind=Mode, parameter="skullStrip")
-    n4: bool = _option(False, "--n4", "N4 bias-field correction of every sequence", kind=bool,
-                       parameter="biasCorrection")
+    # On by default: cross-validation with N4 raised mean Dice (WT 0.825 -> 0.836, TC 0.712 -> 0.726; model card).
+    n4: bool = _option(True, "--n4", "N4 bias-field correction of every sequence (default; --no-n4 skips it)",
+                       kind=bool, parameter="biasCorrection")
     registration_kind: TransformKind = _option(TransformKind.RIGID, "--registration-kind", "rigid (default) or "
                                                "affine (adds scaling and shear, e.g. scans from another scanner)",
                                                kind=TransformKind, parameter="registrationKind")
@@ -177,8 +178,8 @@ class SegmentOptions:
             value = getattr(owner, item.name)
             if value is None or value == item.default:
                 continue
-            if item.metadata["kind"] is bool:
-                argv.append(item.metadata["flag"])
+            if item.metadata["kind"] is bool:  # a flag on by default is turned off with --no-...
+                argv.append(item.metadata["flag"] if value else "--no-" + item.metadata["flag"][2:])
             else:
                 argv += [item.metadata["flag"], str(value.value if isinstance(value, Enum) else value)]
         return argv
@@ -243,7 +244,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default = item.default if item.default is not MISSING else None
             default = default.value if isinstance(default, Enum) else default
             if meta["kind"] is bool:
-                parser.add_argument(meta["flag"], action="store_true", help=meta["help"])
+                action = argparse.BooleanOptionalAction if default else "store_true"
+                parser.add_argument(meta["flag"], action=action, default=bool(default), help=meta["help"])
                 continue
             kind_ = meta["kind"]
             options: dict[str, Any] = {"default": default, "help": meta["help"]}

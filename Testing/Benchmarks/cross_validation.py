@@ -9,6 +9,7 @@ member: they are segmented by the whole default model (the product as shipped) a
 
     python Testing/Benchmarks/cross_validation.py [--data ../shared/data/brats2018] [--out runs/cv]
         [--subsets]   also run every sequence subset the model card reports
+        [--no-n4]     without N4 bias-field correction (the pipeline's default runs it; figures before it did)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from TumorSegLib.inference import Predictor
 from TumorSegLib.labels import to_internal_labels
 from TumorSegLib.metrics import evaluate_labels
 from TumorSegLib.models import MODELS_DIR, get_model
+from TumorSegLib.options import ClinicalOptions
 from TumorSegLib.pipeline import segment
 from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
@@ -55,7 +57,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--subsets", action="store_true")
     parser.add_argument("--flips", type=int, default=1)
+    parser.add_argument("--no-n4", action="store_true", help="without N4 bias-field correction")
     args = parser.parse_args()
+    clinical = ClinicalOptions(n4=not args.no_n4)
 
     spec = get_model(args.model)
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
@@ -79,7 +83,8 @@ def main() -> None:
                 rows.append(done[(case, subset_name)])
                 continue
             start = time.perf_counter()
-            result = segment({key: images[key] for key in subset}, predictor=predictor, flips=args.flips)
+            result = segment({key: images[key] for key in subset}, predictor=predictor, flips=args.flips,
+                             clinical=clinical)
             seconds = time.perf_counter() - start
             metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
             rows.append({"case": case, "fold": fold, "subset": subset_name, "seconds": round(seconds, 1),
@@ -103,7 +108,7 @@ def main() -> None:
         for case in unseen:
             run(case, UNSEEN, predictor)
     held_out = [r for r in rows if r["fold"] != UNSEEN]
-    results = {"model": spec.id, "flips": args.flips,
+    results = {"model": spec.id, "flips": args.flips, "n4": clinical.n4,
                "by_fold": summarise([r for r in held_out if r["subset"] == "all four"]),
                "by_subset": summarise(held_out, "subset"),
                "unseen_by_subset": summarise([r for r in rows if r["fold"] == UNSEEN], "subset") if unseen else {},

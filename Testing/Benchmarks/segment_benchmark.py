@@ -4,7 +4,8 @@ Runs, in one session and on one input case (a shared BraTS case when present, el
 
 1. ``tumorseg segment`` end to end for the default model and the fast single model, each in its own
    process: wall seconds and peak resident memory (from the OS, for that process alone); then the default
-   model again with glibc's default allocator (``TUMORSEG_KEEP_FREED_MEMORY=0``, see ``memory.py``).
+   model again with glibc's default allocator (``TUMORSEG_KEEP_FREED_MEMORY=0``, see ``memory.py``) and
+   without N4 bias-field correction (``--no-n4``), each for its ratio to the default.
 2. The network alone on the same preprocessed input and sliding window (128³, overlap 0.25): our
    SegResNet (8 initial filters) against the architecture of MONAI's ``brats_mri_segmentation`` bundle
    (SegResNet, 16 initial filters, blocks 1-2-2-4, random weights), and that bundle's own whole-volume
@@ -92,26 +93,31 @@ def main() -> None:
     tumorseg = str(Path(sys.executable).with_name("tumorseg"))
     results: dict = {"case": str(files["t1"].parent.name), "cpu_threads": torch.get_num_threads(),
                      "cpu_count": os.cpu_count(), "segment": {}}
-    # The last row is the default model with glibc's default allocator (memory.py), for the ratio.
-    settings = [("brats18-segresnet8-ensemble", {}), ("brats18-segresnet8", {}),
-                ("brats18-segresnet8-ensemble", {"TUMORSEG_KEEP_FREED_MEMORY": "0"})]
+    # The last rows are the default model with glibc's default allocator (memory.py) and without N4, for ratios.
+    default_model = "brats18-segresnet8-ensemble"
+    glibc, no_n4 = f"{default_model} (glibc defaults)", f"{default_model} (no N4)"
+    settings = [(default_model, default_model, {}, []), ("brats18-segresnet8", "brats18-segresnet8", {}, []),
+                (glibc, default_model, {"TUMORSEG_KEEP_FREED_MEMORY": "0"}, []),
+                (no_n4, default_model, {}, ["--no-n4"])]
     with tempfile.TemporaryDirectory() as out:
-        for model, env in settings:
-            name = model + (" (glibc defaults)" if env else "")
+        for name, model, env, extra in settings:
             runs = []
             for repeat in range(args.repeats):  # a new output each time: tumorseg never overwrites one
                 command = [tumorseg, "segment", *sum(([f"--{k}", str(files[k])] for k in ("t1", "t1c", "t2", "flair")),
                                                      []),
-                           "-o", f"{out}/{len(results['segment'])}-{repeat}.nii.gz", "--model", model, "--device", "cpu"]
+                           "-o", f"{out}/{len(results['segment'])}-{repeat}.nii.gz", "--model", model, "--device", "cpu",
+                           *extra]
                 runs.append(measure_command(command, env))
             seconds, peak = min(r[0] for r in runs), max(r[1] for r in runs)
             results["segment"][name] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak)}
             print(f"tumorseg segment --model {name:46s} {seconds:7.1f} s  peak RSS {peak:7.0f} MB", flush=True)
-    default, before = results["segment"]["brats18-segresnet8-ensemble"], results["segment"][name]
+    default, before = results["segment"][default_model], results["segment"][glibc]
     results["allocator_ratio"] = {"seconds": round(before["seconds"] / default["seconds"], 2),
                                   "peak_rss": round(default["peak_rss_mb"] / before["peak_rss_mb"], 2)}
     print(f"keeping freed memory: {results['allocator_ratio']['seconds']}x faster, peak memory "
           f"x{results['allocator_ratio']['peak_rss']}", flush=True)
+    results["n4_ratio"] = round(default["seconds"] / results["segment"][no_n4]["seconds"], 2)
+    print(f"N4 of every sequence (default): x{results['n4_ratio']} the time without it", flush=True)
 
     keep_freed_memory()  # as tumorseg does; the same for both networks
     spec = get_model("brats18-segresnet8")

@@ -31,11 +31,11 @@ def test_defaults_give_an_empty_argv_and_parse_back_to_the_defaults():
 def test_every_option_survives_the_trip_through_the_child_process_command_line():
     options = SegmentOptions(model="brats18-segresnet8", device="cpu", flips=4, label_convention="brats2023",
                              uncertainty_map_kind="mutual_information",
-                             clinical=ClinicalOptions(reference="flair", register="off", skull_strip="on", n4=True,
+                             clinical=ClinicalOptions(reference="flair", register="off", skull_strip="on", n4=False,
                                                       registration_kind="affine"),
                              uncertainty=UncertaintyOptions(methods="flips,dropout", samples=5, time_budget_s=30.0))
     argv = options.to_argv()
-    assert "--n4" in argv and argv[argv.index("--registration-kind") + 1] == "affine"
+    assert "--no-n4" in argv and argv[argv.index("--registration-kind") + 1] == "affine"
     assert SegmentOptions.from_args(parse_segment([*argv, "--uncertainty", "unc"])) == options
 
 

@@ -22,7 +22,10 @@ def n4_bias_correction(volume: Volume, mask: np.ndarray | None = None, shrink: i
     import SimpleITK as sitk
 
     image = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
-    image = sitk.Maximum(image, 0.0)  # N4 works on log intensities: no negatives
+    # N4 works on log intensities: an image with negative values (a z-scored export) is lifted so that its
+    # minimum, the background of such exports, is 0, corrected, and put back (its background unchanged).
+    offset = max(0.0, -float(np.min(volume.array)))
+    image = image + offset
     mask_image = (sitk.OtsuThreshold(image, 0, 1, 200) if mask is None
                   else volume.with_array(mask.astype(np.uint8)).to_sitk())
     small = sitk.Shrink(image, [shrink] * 3)
@@ -31,5 +34,5 @@ def n4_bias_correction(volume: Volume, mask: np.ndarray | None = None, shrink: i
     corrector.SetMaximumNumberOfIterations(list(iterations))
     corrector.Execute(small, small_mask)
     log_field = corrector.GetLogBiasFieldAsImage(image)
-    corrected = image / sitk.Exp(log_field)
+    corrected = image / sitk.Exp(log_field) - offset
     return Volume.from_sitk(corrected)
