@@ -1,7 +1,7 @@
 """Four MRI volumes in, a tumour label map on the reference sequence's own grid out.
 
-:func:`segment` chains the steps — input QA, co-registration onto the reference sequence, optional N4
-and brain extraction, preprocessing, inference, mapping back to the reference grid, post-processing —
+:func:`segment` chains the steps — input QA, co-registration onto the reference sequence, N4 (default)
+bias correction and brain extraction, preprocessing, inference, mapping back to the reference grid, post-processing —
 and times each. It accepts any subset of the model's sequences that holds T1c or FLAIR: missing sequences
 enter the model as zeros, which the default model was trained to expect (random sequence drop-out).
 """
@@ -301,14 +301,17 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
 def _clean_images(aligned: dict[str, Volume], reference: str, clinical: ClinicalOptions, timings: _Timings,
                   report: Progress
                   ) -> tuple[dict[str, Volume], BrainExtraction | None, tuple[list[str], list[str]] | None]:
-    """Bias-field correction and brain extraction of the aligned sequences (each step timed)."""
-    with timings.step("n4"):
-        if clinical.n4:
-            report(0.04, "bias-field correction (N4)")
-            aligned = {key: n4_bias_correction(volume) for key, volume in aligned.items()}
+    """Brain extraction and bias-field correction of the aligned sequences (each step timed). N4 comes second:
+    the atlas registration of brain extraction was tuned on uncorrected heads (on a corrected one its mask
+    lost Dice), and N4 then fits inside the brain rather than across scalp and skull."""
     with timings.step("brain_extraction"):
         brain = _extract_brain(aligned, reference, clinical.skull_strip, report)
         aligned, stripping = _strip_alike(aligned, brain)
+    with timings.step("n4"):
+        if clinical.n4:
+            report(0.04, "bias-field correction (N4)")
+            inside = brain.mask.array.astype(bool) if brain is not None else None  # else Otsu's foreground
+            aligned = {key: n4_bias_correction(volume, mask=inside) for key, volume in aligned.items()}
     return aligned, brain, stripping
 
 
