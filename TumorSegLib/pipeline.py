@@ -1,7 +1,7 @@
 """Four MRI volumes in, a tumour label map on the reference sequence's own grid out.
 
-:func:`segment` chains the steps — input QA, co-registration onto the reference sequence, N4 (default)
-bias correction and brain extraction, preprocessing, inference, mapping back to the reference grid, post-processing —
+:func:`segment` chains the steps — input QA, co-registration onto the reference sequence, brain extraction
+and N4 bias correction (default), preprocessing, inference, mapping back to the reference grid, post-processing —
 and times each. It accepts any subset of the model's sequences that holds T1c or FLAIR: missing sequences
 enter the model as zeros, which the default model was trained to expect (random sequence drop-out).
 """
