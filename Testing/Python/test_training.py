@@ -56,6 +56,34 @@ def test_cached_case_is_cropped_normalised_and_labelled(brats_folder, synthetic_
     assert info["voxels"]["ET"] == (truth == 3).sum() and set(np.unique(label)) == {0, 1, 2, 3}
 
 
+def test_cache_is_n4_corrected_like_the_pipeline_and_remade_when_the_setting_changes(tiny_brats_folder, tmp_path,
+                                                                                   capsys):
+    # The pipeline N4-corrects by default, so the cache does too (and says so); a cache made the other way is
+    # made again by prepare_cache, and refused by `tumorseg train` when given directly (never a mixed cache).
+    from TumorSegLib.cli import main
+    from TumorSegLib.training import cached_with_n4, prepare_cache
+
+    cache = tmp_path / "cache"
+    lines = []
+    cases = prepare_cache(tiny_brats_folder, cache, log=lines.append, n4=False)
+    assert len(lines) == 3 and not any(cached_with_n4(cache / f"{c}.npz") for c in cases)
+    plain = load_cached_case(cache / "Tiny1.npz")[0]
+    lines.clear()
+    prepare_cache(tiny_brats_folder, cache, log=lines.append)
+    assert len(lines) == 3 and all("(N4)" in line for line in lines)
+    assert all(cached_with_n4(cache / f"{c}.npz") for c in cases)
+    assert not np.array_equal(load_cached_case(cache / "Tiny1.npz")[0], plain)
+    lines.clear()
+    prepare_cache(tiny_brats_folder, cache, log=lines.append)
+    assert lines == []  # kept: same setting
+    args = ["train", str(cache), "-o", str(tmp_path / "run"), "--folds", "3", "--fold", "0", "--max-steps", "1",
+            "--patch-size", "32", "32", "32", "--batch-size", "1", "--device", "cpu"]
+    assert main([*args, "--no-n4"]) == 2
+    assert "prepared with N4" in capsys.readouterr().err and not (tmp_path / "run" / "fold0").exists()
+    assert main(args) == 0
+    assert json.loads((tmp_path / "run" / "fold0" / "config.json").read_text())["n4_cache"] is True
+
+
 def test_training_runs_checkpoints_and_resumes(brats_folder, tmp_path):
     cache = tmp_path / "cache"
     for case, files in find_cases(brats_folder).items():
@@ -339,6 +367,7 @@ def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configurat
         config = json.loads(archive.extractfile("foldall/config.json").read())
     assert history["summary"]["steps"] == 2  # one step earlier, one now
     assert config["scanner_shift"] == 0.15 and config["remove_enhancement"] == 0.3  # the GPU recipe's defaults
+    assert config["n4_cache"] is True  # on the images the pipeline gives the network
 
 
 def test_an_incomplete_case_stops_training_naming_it_unless_asked_to_skip(tiny_brats_folder, tmp_path, capsys):

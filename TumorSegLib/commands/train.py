@@ -21,6 +21,19 @@ def _write_split(path: Path, split: dict) -> None:
     atomic_write(path, lambda partial: partial.write_text(json.dumps(split, indent=2)))
 
 
+def _check_cache_n4(cache: Path, cases: list[str], n4: bool) -> None:
+    """A prepared cache must match ``--n4``/``--no-n4``: the network would otherwise learn on images unlike those
+    the pipeline gives it."""
+    from ..training import cached_with_n4
+
+    other = [case for case in cases if cached_with_n4(cache / f"{case}.npz") != n4]
+    if other:
+        raise ValueError(f"{len(other)} case(s) of the cache {cache} ({', '.join(other[:3])}) were prepared "
+                         f"{'without' if n4 else 'with'} N4 bias correction, but training was asked "
+                         f"{'with' if n4 else 'without'} it: pass {'--no-n4' if n4 else '--n4'}, or train on the "
+                         "case folders (the cache is made again)")
+
+
 def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[list[str]]]:
     """(cache folder, case names, folds): the cache built when needed, the split read or made once."""
     from ..training import extend_folds, make_folds, prepare_cache
@@ -30,8 +43,9 @@ def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[lis
     if any(data.glob("*.npz")):  # already a preprocessed cache (e.g. carried to a GPU machine)
         cache = data
         cases = sorted(p.stem for p in data.glob("*.npz") if not p.name.endswith(".partial.npz"))
+        _check_cache_n4(data, cases, args.n4)
     else:
-        cases = prepare_cache(data, cache, log=log, skip_incomplete=args.skip_incomplete)
+        cases = prepare_cache(data, cache, log=log, skip_incomplete=args.skip_incomplete, n4=args.n4)
     folds_file = out / "folds.json"
     if folds_file.exists():
         split = json.loads(folds_file.read_text())
@@ -111,4 +125,6 @@ def add_command(commands) -> None:
                    help="loss weight of each region")
     p.add_argument("--scanner-shift", type=float, default=0.0, help="chance (0-1) of each simulated scanner or "
                    "protocol change per sequence (bias field, gamma, thick slices, low resolution, blur, noise)")
+    p.add_argument("--n4", action=argparse.BooleanOptionalAction, default=True, help="N4 bias-field correction of "
+                   "every sequence in the cache, as the pipeline does by default (--no-n4: without)")
     p.set_defaults(func=_train)

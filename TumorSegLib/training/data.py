@@ -2,7 +2,8 @@
 
 The cache holds each case already reoriented, resampled to the model spacing, cropped to the brain and
 z-scored, quantised to uint8 (1/16 SD steps, plus uniform de-quantisation noise while training) so a
-whole data set fits in memory — and in one transfer to a lent GPU.
+whole data set fits in memory — and in one transfer to a lent GPU. Like the pipeline by default, each sequence is
+N4-corrected first, so a network trains on the images it will be given; a cache remembers whether it was.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 from ..labels import Label, to_internal_labels
 from ..sequences import FILE_SUFFIXES, SEQUENCES
 
-__all__ = ["QUANT_OFFSET", "QUANT_SCALE", "find_cases", "cache_case", "prepare_cache", "load_cached_case",
-           "make_folds"]
+__all__ = ["QUANT_OFFSET", "QUANT_SCALE", "find_cases", "cache_case", "cached_with_n4", "prepare_cache",
+           "load_cached_case", "make_folds"]
 
 LABEL_SUFFIXES = ("seg",)
 QUANT_OFFSET = 64.0
@@ -70,8 +71,11 @@ def find_cases(data_dir: Path, sequences: Sequence[str] = SEQUENCES, need_labels
 
 
 def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequence[float],
-               out_path: Path) -> dict:
-    """Preprocess one case into ``out_path`` (.npz holding ``image`` (C,I,J,K) uint8 and ``label`` uint8)."""
+               out_path: Path, n4: bool = True) -> dict:
+    """Preprocess one case into ``out_path`` (.npz holding ``image`` (C,I,J,K) uint8, ``label`` uint8, ``brain``
+    and ``n4``). With ``n4``, each sequence is first N4-corrected as the pipeline corrects skull-stripped input
+    (fitted on SimpleITK's Otsu foreground)."""
+    from ..clinical.bias import n4_bias_correction
     from ..geometry import crop, reorient, resample_to_grid
     from ..preprocessing import check_same_grid, prepare_input
     from ..qa import run_qa
@@ -80,6 +84,8 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     volumes = [read_volume(files[key]) for key in sequences]
     run_qa(dict(zip(sequences, volumes))).raise_for_errors()
     check_same_grid(volumes, list(sequences))
+    if n4:
+        volumes = [n4_bias_correction(volume) for volume in volumes]
     prepared = prepare_input(volumes, spacing, margin=2)
     label = read_volume(files["label"])
     label = label.with_array(to_internal_labels(label.array))
@@ -89,26 +95,34 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial.npz")
     # Compressed: a case is ~4 MB instead of ~20 MB, so the cache crosses to a lent GPU in a few device calls.
-    np.savez_compressed(tmp, image=image, label=label.array.astype(np.uint8), brain=prepared.brain_mask)
+    np.savez_compressed(tmp, image=image, label=label.array.astype(np.uint8), brain=prepared.brain_mask,
+                        n4=np.bool_(n4))
     os.replace(tmp, out_path)
     return {"shape": list(image.shape[1:]), "voxels": {k.name: int((label.array == k).sum()) for k in Label}}
 
 
+def cached_with_n4(path: Path) -> bool:
+    """Whether the cached case was N4-corrected (caches from before the flag: not)."""
+    with np.load(path) as data:
+        return bool(data["n4"]) if "n4" in data.files else False
+
+
 def prepare_cache(data_dir: Path, cache_dir: Path, sequences: Sequence[str] = SEQUENCES,
                   spacing: Sequence[float] = (1.0, 1.0, 1.0), log: Callable[[str], None] = print,
-                  skip_incomplete: bool = False) -> list[str]:
-    """Preprocess every case of ``data_dir`` into ``cache_dir`` (skips cases already cached). Returns names.
+                  skip_incomplete: bool = False, n4: bool = True) -> list[str]:
+    """Preprocess every case of ``data_dir`` into ``cache_dir``. Returns names.
 
-    An incomplete case folder stops it (naming every one) unless ``skip_incomplete``: a case silently left out
-    changes the split and the model without anyone knowing."""
+    Cases already cached with the same ``n4`` setting are kept; those cached with the other are made again (a
+    mixed cache would train on two kinds of image). An incomplete case folder stops it (naming every one) unless
+    ``skip_incomplete``: a case silently left out changes the split and the model without anyone knowing."""
     cases = find_cases(Path(data_dir), sequences, skip_incomplete=skip_incomplete)
     cache_dir = Path(cache_dir)
     for index, (case, files) in enumerate(cases.items(), 1):
         target = cache_dir / f"{case}.npz"
-        if target.exists():
+        if target.exists() and cached_with_n4(target) == n4:
             continue
-        info = cache_case(files, sequences, spacing, target)
-        log(f"[prepare {index}/{len(cases)}] {case} {info['shape']}")
+        info = cache_case(files, sequences, spacing, target, n4=n4)
+        log(f"[prepare {index}/{len(cases)}] {case} {info['shape']}{' (N4)' if n4 else ''}")
     return list(cases)
 
 

@@ -25,7 +25,7 @@ from ..export import atomic_write
 from ..inference import resolve_device
 from ..memory import keep_freed_memory
 from .config import TrainConfig
-from .data import load_cached_case
+from .data import cached_with_n4, load_cached_case
 from .sampler import PatchSampler, device_cases
 
 __all__ = ["train", "train_runs", "validate", "export_weights"]
@@ -238,12 +238,15 @@ def _train_runs(cache_dir: Path, out_dir: Path, config: TrainConfig, runs: Mappi
     names = sorted({case for train_cases, _ in runs.values() for case in train_cases})
     log(f"loading {len(names)} training cases onto {device}")
     shared = dict(zip(names, device_cases([load_cached_case(cache_dir / f"{c}.npz") for c in names], config, device)))
+    n4_flags = {cached_with_n4(cache_dir / f"{c}.npz") for c in names}  # how the images were prepared
+    n4_cache = n4_flags.pop() if len(n4_flags) == 1 else "mixed"
     trainers = []
     for offset, (name, (train_cases, val_cases)) in enumerate(runs.items()):
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(
-            {**asdict(config), "train_cases": list(train_cases), "val_cases": list(val_cases)}, indent=2))
+            {**asdict(config), "n4_cache": n4_cache, "train_cases": list(train_cases),
+             "val_cases": list(val_cases)}, indent=2))
         sampler = PatchSampler([shared[c] for c in train_cases], config, device, seed=config.seed + 101 * offset)
         trainer = _Trainer(name, folder, config, sampler, device)
         if resume and (folder / "checkpoint.pt").exists():
