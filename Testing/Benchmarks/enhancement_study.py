@@ -9,7 +9,11 @@ BraTS ET score on the made non-enhancing cases (an empty ET scores 1 there, any 
 mix of the two goes into the registry.
 
     python Testing/Benchmarks/enhancement_study.py [--data ../shared/data/brats2018] [--out runs/enhancement]
-        [--without-t1] [--moved]
+        [--without-t1] [--moved] [--no-n4]
+
+As the pipeline does by default, every sequence is N4-corrected before anything else (``--no-n4``: not, as the
+figures before N4 became the default); the choice is kept in ``OUT/study.json`` and every later read of the
+kept probabilities sees the same images the network saw.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from TumorSegLib.clinical.bias import n4_bias_correction
 from TumorSegLib.enhancement import (
     EnhancementRule,
     EnhancementRules,
@@ -34,6 +39,7 @@ from TumorSegLib.inference import Predictor
 from TumorSegLib.labels import Label, to_internal_labels
 from TumorSegLib.metrics import dice
 from TumorSegLib.models import MODELS_DIR, get_model
+from TumorSegLib.options import ClinicalOptions
 from TumorSegLib.pipeline import segment
 from TumorSegLib.postprocessing import PostProcessing, postprocess
 from TumorSegLib.training import find_cases
@@ -49,19 +55,38 @@ def made_non_enhancing(images: dict[str, Volume], truth: np.ndarray) -> tuple[di
     return {**images, "t1c": images["t1c"].with_array(np.where(brain, t1c, 0).astype(np.float32))}, labels
 
 
-def predict(out: Path, folds: list[list[str]], cases: dict, spec) -> None:
+def study_n4(out: Path) -> bool:
+    """Whether the study kept in ``out`` N4-corrected its images (directories from before the marker: no)."""
+    marker = out / "study.json"
+    return bool(json.loads(marker.read_text())["n4"]) if marker.exists() else False
+
+
+def case_images(case_files: dict, spec, n4: bool) -> dict[str, Volume]:
+    """The case's sequences as the network saw them: N4-corrected on SimpleITK's Otsu foreground, as the
+    pipeline does for skull-stripped input, when ``n4``."""
+    images = {key: read_volume(case_files[key]) for key in spec.sequences}
+    return {key: n4_bias_correction(volume) for key, volume in images.items()} if n4 else images
+
+
+def predict(out: Path, folds: list[list[str]], cases: dict, spec, n4: bool) -> None:
     """Held-out probabilities of every case, original and made non-enhancing (kept; reruns skip them)."""
+    marker = out / "study.json"
+    if (marker.exists() or any(out.glob("*.npz"))) and study_n4(out) != n4:
+        raise SystemExit(f"{out} holds probabilities made {'with' if study_n4(out) else 'without'} N4: "
+                         "choose another --out, or the matching --n4/--no-n4")
+    marker.write_text(json.dumps({"n4": n4}))
     for k, fold_cases in enumerate(folds):
         predictor = None
         for case in fold_cases:
             if all((out / f"{case}_{kind}.npz").exists() for kind in ("original", "nonenhancing")):
                 continue
             predictor = predictor or Predictor(spec, "cpu", members=[k + 1])
-            images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+            images = case_images(cases[case], spec, n4)
             truth = to_internal_labels(read_volume(cases[case]["label"]).array)
             for kind, (inputs, _) in (("original", (images, truth)), ("nonenhancing", made_non_enhancing(images, truth))):
                 start = time.perf_counter()
-                result = segment(inputs, predictor=predictor)
+                # Already corrected when n4: the pipeline's own N4 would run a second time.
+                result = segment(inputs, predictor=predictor, clinical=ClinicalOptions(n4=False))
                 np.savez_compressed(out / f"{case}_{kind}.npz",
                                     probabilities=np.round(result.probabilities.array * 255).astype(np.uint8))
                 print(f"fold {k} {case} {kind}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -69,9 +94,10 @@ def predict(out: Path, folds: list[list[str]], cases: dict, spec) -> None:
 
 def held_out_cases(out: Path, cases: dict, spec):
     """The cases whose held-out probabilities ``predict`` kept in ``out``: (case, images, truth, brain mask)."""
+    n4 = study_n4(out)
     for path in sorted(out.glob("*_original.npz")):
         case = path.name[: -len("_original.npz")]
-        images = {key: read_volume(cases[case][key]) for key in spec.sequences}
+        images = case_images(cases[case], spec, n4)
         truth = to_internal_labels(read_volume(cases[case]["label"]).array)
         yield case, images, truth, np.any([v.array != 0 for v in images.values()], axis=0)
 
@@ -155,13 +181,15 @@ def main() -> None:
     parser.add_argument("--without-t1", action="store_true", help="judge enhancement without the T1")
     parser.add_argument("--moved", action="store_true", help="only: where the registry's rule moves non-enhancing "
                         "ET (the expert's labels there; core or oedema)")
+    parser.add_argument("--n4", action=argparse.BooleanOptionalAction, default=True,
+                        help="N4-correct every sequence first, as the pipeline does by default")
     args = parser.parse_args()
     spec = get_model(args.model)
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
     cases = find_cases(Path(args.data))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    predict(out, folds, cases, spec)
+    predict(out, folds, cases, spec, args.n4)
     if args.moved:
         (out / "moved_voxels.json").write_text(json.dumps(moved_voxels(out, cases, spec), indent=2))
         return
