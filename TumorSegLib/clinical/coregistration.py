@@ -15,7 +15,7 @@ import numpy as np
 from ..geometry import resample_to_spacing
 from ..intensity import constant_background, foreground
 from ..options import Mode, TransformKind
-from ..registration import points_of, register, transform_error
+from ..registration import points_of, register, repeatable_itk, transform_error
 from ..sequences import DISPLAY_NAMES
 from ..volume import Volume, same_grid
 
@@ -107,13 +107,14 @@ def is_aligned(fixed: Volume, moving: Volume, probe_mm: float = 4.0, probe_deg: 
         method.SetInitialTransform(transform)
         return method.MetricEvaluate(*small)
 
-    identity = metric()
-    probes = []
-    for axis in range(3):
-        for sign in (-1, 1):
-            step = np.zeros(3)
-            step[axis] = sign
-            probes += [metric(translation=tuple(step * probe_mm)), metric(rotation=tuple(step * probe_deg))]
+    with repeatable_itk():  # near a tie, the multi-threaded metric's last digits would decide
+        identity = metric()
+        probes = []
+        for axis in range(3):
+            for sign in (-1, 1):
+                step = np.zeros(3)
+                step[axis] = sign
+                probes += [metric(translation=tuple(step * probe_mm)), metric(rotation=tuple(step * probe_deg))]
     return identity <= min(probes)  # MI is negated in ITK: lower is better
 
 
