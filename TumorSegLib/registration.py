@@ -47,8 +47,9 @@ def repeatable_itk() -> Iterator[None]:
     """ITK's work on one thread while inside, so a mutual-information registration gives the same transform on
     every run and machine. With several threads ITK's Mattes metric adds the threads' partial sums in the order
     they finish, and the optimiser amplifies the last-digit differences: the atlas brain mask of one head
-    varied between Dice 0.83 and 0.88 from run to run on 2 cores. One thread costs about 0.7 s per brain
-    extraction here. ITK reads the thread count from a process-wide default, hence the lock."""
+    varied between Dice 0.83 and 0.88 from run to run on 2 cores. One thread costs little here (brain
+    extraction 2.4 s per head in ``preprocessing_benchmark.py``). ITK reads the thread count from a
+    process-wide default, hence the lock."""
     import SimpleITK as sitk
 
     with _ONE_THREAD:
