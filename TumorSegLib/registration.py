@@ -44,7 +44,7 @@ _ONE_THREAD = threading.RLock()
 
 @contextlib.contextmanager
 def repeatable_itk() -> Iterator[None]:
-    """ITK's work on one thread while inside, so a mutual-information registration gives the same transform on
+    """Run ITK on one thread inside the block, so a mutual-information registration gives the same transform on
     every run and machine. With several threads ITK's Mattes metric adds the threads' partial sums in the order
     they finish, and the optimiser amplifies the last-digit differences: the atlas brain mask of one head
     varied between Dice 0.83 and 0.88 from run to run on 2 cores. One thread costs little here (brain
