@@ -70,10 +70,11 @@ def main() -> None:
     if not args.no_shipped:
         predictors["shipped"] = Predictor(spec, "cpu", members=[args.fold + 1])
     subsets = {} if args.no_clean else dict(SUBSETS)
-    shifts = list({"mild": SHIFTS, "strong": STRONG_SHIFTS, "both": {**SHIFTS, **STRONG_SHIFTS}}.get(args.shifts, {}))
+    every_shift = {**SHIFTS, **STRONG_SHIFTS}
+    shifts = list({"mild": SHIFTS, "strong": STRONG_SHIFTS, "both": every_shift}.get(args.shifts, {}))
     for name in args.shift:
-        if name not in {**SHIFTS, **STRONG_SHIFTS}:
-            parser.error(f"--shift {name!r}: choose from {', '.join([*SHIFTS, *STRONG_SHIFTS])}")
+        if name not in every_shift:
+            parser.error(f"--shift {name!r}: choose from {', '.join(every_shift)}")
         shifts += [] if name in shifts else [name]
     subsets.update({name: SUBSETS["all four"] for name in shifts})
     clinical = ClinicalOptions(n4=not args.no_n4)

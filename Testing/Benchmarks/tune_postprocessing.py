@@ -28,6 +28,20 @@ from TumorSegLib.volume import read_volume
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def held_out(cv: Path, cases: dict):
+    """Per kept held-out prediction: (case, expert label volume, its region masks, (WT, TC, ET) probabilities)."""
+    for path in sorted(Path(cv, "probabilities").glob("*.npz")):
+        label = read_volume(cases[path.stem]["label"])
+        probabilities = np.load(path)["probabilities"].astype(np.float32) / 255
+        yield path.stem, label, region_masks(to_internal_labels(label.array)), probabilities
+
+
+def region_scores(labels: np.ndarray, truth: dict) -> dict:
+    """(Dice, HD95) per region of an internal label map against the expert's region masks."""
+    predicted = region_masks(labels)
+    return {r.value: (dice(predicted[r], truth[r]), hd95(predicted[r], truth[r])) for r in truth}
+
+
 def component_rules(probabilities: np.ndarray, min_voxels: int) -> dict[str, np.ndarray]:
     """Internal label maps from (WT, TC, ET) probabilities (threshold 0.5), one per whole-tumour component rule."""
     wt, tc, et = (probabilities[c] > 0.5 for c in range(3))
@@ -55,16 +69,11 @@ def component_rules(probabilities: np.ndarray, min_voxels: int) -> dict[str, np.
 def tune_components(cv: Path, cases: dict) -> None:
     min_component_ml = PostProcessing.from_dict(get_model().postprocessing).min_component_ml
     scores: dict[str, list] = {}
-    for path in sorted(Path(cv, "probabilities").glob("*.npz")):
-        label = read_volume(cases[path.stem]["label"])
-        truth = region_masks(to_internal_labels(label.array))
-        probabilities = np.load(path)["probabilities"].astype(np.float32) / 255
+    for case, label, truth, probabilities in held_out(cv, cases):
         min_voxels = int(np.ceil(min_component_ml / label.voxel_volume_ml))
         for name, labels in component_rules(probabilities, min_voxels).items():
-            predicted = region_masks(labels)
-            scores.setdefault(name, []).append({r.value: (dice(predicted[r], truth[r]), hd95(predicted[r], truth[r]))
-                                                for r in truth})
-        print(f"{path.stem} " + " ".join(f"{s[-1]['WT'][0]:.3f}" for s in scores.values()), flush=True)
+            scores.setdefault(name, []).append(region_scores(labels, truth))
+        print(f"{case} " + " ".join(f"{s[-1]['WT'][0]:.3f}" for s in scores.values()), flush=True)
     for name, rows in scores.items():
         print(f"{name:28s} " + "  ".join(f"{r} {np.mean([row[r][0] for row in rows]):.4f}/"
                                          f"{np.mean([row[r][1] for row in rows]):.1f}" for r in ("WT", "TC", "ET")))
@@ -82,16 +91,11 @@ def main() -> None:
         return
     grid = list(itertools.product([0.5], [0.0, 0.1, 0.5, 1.0, 2.0], [0.0, 0.25, 0.5, 1.0]))
     scores = {setting: [] for setting in grid}
-    for path in sorted(Path(args.cv, "probabilities").glob("*.npz")):
-        label = read_volume(cases[path.stem]["label"])
-        truth = region_masks(to_internal_labels(label.array))
-        probabilities = label.with_array(np.load(path)["probabilities"].astype(np.float32) / 255)
+    for case, label, truth, probabilities in held_out(Path(args.cv), cases):
         for setting in grid:
-            labels = postprocess(probabilities, PostProcessing(*setting)).array
-            predicted = region_masks(labels)
-            scores[setting].append({r.value: (dice(predicted[r], truth[r]), hd95(predicted[r], truth[r]))
-                                    for r in truth})
-        print(f"{path.stem} done", flush=True)
+            labels = postprocess(label.with_array(probabilities), PostProcessing(*setting)).array
+            scores[setting].append(region_scores(labels, truth))
+        print(f"{case} done", flush=True)
     table = []
     for setting, rows in scores.items():
         means = {r: (float(np.mean([row[r][0] for row in rows])), float(np.mean([row[r][1] for row in rows])))
