@@ -17,7 +17,7 @@ training.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -25,8 +25,8 @@ from scipy import ndimage
 from .labels import Label
 from .volume import Volume
 
-__all__ = ["EnhancementRule", "EnhancementRules", "EnhancementCheck", "enhancement_contrast", "apply_rule", "check_enhancement",
-           "without_contrast", "remove_enhancement", "NOT_ASSESSED_WITHOUT_T1C"]
+__all__ = ["EnhancementRule", "EnhancementRules", "EnhancementCheck", "enhancement_contrast", "apply_rule",
+           "enough_in_total", "check_enhancement", "without_contrast", "remove_enhancement", "NOT_ASSESSED_WITHOUT_T1C"]
 
 NOT_ASSESSED_WITHOUT_T1C = ("no T1c: enhancement cannot be seen without contrast, so enhancing tumour and its "
                             "split from necrosis are not reported; the tumour core is given as one region")
@@ -39,9 +39,11 @@ class EnhancementRule:
 
     A voxel stays enhancing tumour when its (smoothed) enhancement contrast reaches ``min_contrast``; a
     connected piece of what stays must hold at least ``min_strong_voxels`` voxels reaching ``strong_contrast``
-    (a real enhancing rim always has some) and measure at least ``min_piece_ml``. What fails becomes
-    non-enhancing core (NCR): the tumour core is unchanged. ``min_contrast`` 0 or less switches the rule off
-    (contrasts are still reported).
+    (a real enhancing rim always has some) and measure at least ``min_piece_ml``; and what stays must
+    together measure at least ``min_total_ml``, a case-level "is there enhancing tumour at all?" (a few mL
+    scattered on a non-enhancing glioma is the typical false finding). What fails becomes non-enhancing core
+    (NCR): the tumour core is unchanged. ``min_contrast`` 0 or less switches the rule off (contrasts are still
+    reported).
 
     Attributes:
         min_contrast: SD of normal brain a voxel must reach.
@@ -49,6 +51,7 @@ class EnhancementRule:
         min_strong_voxels: strongly enhancing voxels a piece needs.
         smoothing: Gaussian σ (voxels) of the contrast map, against noise.
         min_piece_ml: smallest piece of enhancing tumour kept.
+        min_total_ml: least enhancing tumour in all for any to be reported.
     """
 
     min_contrast: float = 0.0
@@ -56,6 +59,7 @@ class EnhancementRule:
     min_strong_voxels: int = 0
     smoothing: float = 0.0
     min_piece_ml: float = 0.0
+    min_total_ml: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -89,6 +93,7 @@ class EnhancementCheck:
         rule: the rule applied.
         kept: per remaining enhancing piece: volume (mL), median contrast, strongly enhancing voxels.
         relabelled_ml: predicted enhancing tumour the images did not support, now NCR.
+        too_little_ml: of ``relabelled_ml``, what did enhance but was less in all than the rule's least total.
         reference: what the T1c was compared with.
     """
 
@@ -97,11 +102,13 @@ class EnhancementCheck:
     rule: EnhancementRule = field(default_factory=EnhancementRule)
     kept: list[dict] = field(default_factory=list)
     relabelled_ml: float = 0.0
+    too_little_ml: float = 0.0
     reference: str = ""
 
     def as_dict(self) -> dict:
         return {"assessed": self.assessed, "reason": self.reason, "reference": self.reference, "rule": asdict(self.rule),
-                "components_kept": self.kept, "relabelled_ncr_ml": round(self.relabelled_ml, 3)}
+                "components_kept": self.kept, "relabelled_ncr_ml": round(self.relabelled_ml, 3),
+                "too_little_ml": round(self.too_little_ml, 3)}
 
 
 def _zscore(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -146,7 +153,12 @@ def apply_rule(enhancing: np.ndarray, contrast: np.ndarray, rule: EnhancementRul
         supported = (strong >= rule.min_strong_voxels) & (size >= rule.min_piece_ml)
         supported[0] = False
         kept = supported[pieces]
-    return kept
+    return kept if enough_in_total(kept, rule, voxel_ml) else np.zeros_like(kept)
+
+
+def enough_in_total(kept: np.ndarray, rule: EnhancementRule, voxel_ml: float = 0.001) -> bool:
+    """Whether the enhancing voxels ``kept`` reach the rule's least total."""
+    return rule.min_total_ml <= 0 or float(kept.sum()) * voxel_ml >= rule.min_total_ml
 
 
 def check_enhancement(labels: Volume, images: Mapping[str, Volume], brain: np.ndarray,
@@ -172,7 +184,10 @@ def check_enhancement(labels: Volume, images: Mapping[str, Volume], brain: np.nd
     tumour = ndimage.binary_dilation(labels.array > 0, _STRUCTURE, iterations=3)
     t1 = images["t1"].array if "t1" in images else None
     contrast = enhancement_contrast(images["t1c"].array, t1, brain & ~tumour)
-    kept = apply_rule(enhancing, contrast, rule, labels.voxel_volume_ml)
+    kept = apply_rule(enhancing, contrast, replace(rule, min_total_ml=0.0), labels.voxel_volume_ml)
+    if not enough_in_total(kept, rule, labels.voxel_volume_ml):
+        check.too_little_ml = float(kept.sum()) * labels.voxel_volume_ml
+        kept = np.zeros_like(kept)
     out = labels.array.copy()
     out[enhancing & ~kept] = Label.NCR
     check.relabelled_ml = float((enhancing & ~kept).sum()) * labels.voxel_volume_ml

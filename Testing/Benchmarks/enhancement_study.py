@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,23 +107,39 @@ def kept_probabilities(out: Path, case: str, kind: str, grid: Volume) -> Volume:
     return grid.with_array(np.load(out / f"{case}_{kind}.npz")["probabilities"].astype(np.float32) / 255)
 
 
-def rules() -> list[EnhancementRule]:
+def rules(current: EnhancementRule | None = None) -> list[EnhancementRule]:
     """The candidates: a voxel threshold, alone or with pieces needing strongly enhancing voxels, with or without
-    smoothing and a smallest piece (the grid a first, wider search narrowed down to)."""
+    smoothing, a smallest piece and a least total (the grid a first, wider search narrowed down to), and the
+    registry's ``current`` rule, so that a new choice is always measured against it."""
+    totals = (0.0, 1.5, 2.0, 3.0)
     grid = [EnhancementRule()]
+    if current is not None and current.active:
+        grid += [current] + [replace(current, min_total_ml=total) for total in totals]
     for smoothing in (0.0, 1.0):
         for low in (1.0, 1.5):
             for high, seeds in ((0.0, 0), (2.5, 50), (2.5, 200), (3.0, 200)):
-                grid += [EnhancementRule(low, high, seeds, smoothing, piece) for piece in (0.0, 1.0)]
-    return grid
+                grid += [EnhancementRule(low, high, seeds, smoothing, piece, total)
+                         for piece in (0.0, 1.0) for total in totals]
+    return list(dict.fromkeys(grid))  # the current rule may be on the grid already
+
+
+def summarise(et_dice: list[float], false_et_ml: list[float]) -> dict:
+    """Mean ET Dice on the originals, false ET on the made-non-enhancing cases, and the objective: most glioma
+    cases enhance, so the two sets weigh 3:1, as a mixed test set might."""
+    et_score = float(np.mean([v == 0 for v in false_et_ml]))
+    return {"mean_et_dice_original": round(float(np.mean(et_dice)), 4),
+            "mean_false_et_ml": round(float(np.mean(false_et_ml)), 2),
+            "cases_over_1ml": int(sum(v > 1 for v in false_et_ml)), "nonenhancing_et_score": round(et_score, 4),
+            "objective": round(0.75 * float(np.mean(et_dice)) + 0.25 * et_score, 4)}
 
 
 def score(out: Path, cases: dict, spec, with_t1: bool = True) -> list[dict]:
     """Per candidate rule: ET Dice (original cases), ET mL and BraTS ET score (made non-enhancing), per case;
     ``with_t1=False`` judges enhancement without the T1 (as for a study without one)."""
     settings = PostProcessing.from_dict({**spec.postprocessing, "enhancement": {}})
-    candidates = rules()
-    rows = [{"rule": asdict(rule), "original_et_dice": [], "false_et_ml": []} for rule in candidates]
+    registry = EnhancementRules.from_dict(spec.postprocessing.get("enhancement"))
+    candidates = rules(registry.with_t1 if with_t1 else registry.without_t1)
+    rows = [{"rule": asdict(rule), "cases": [], "original_et_dice": [], "false_et_ml": []} for rule in candidates]
     for case, images, truth, brain in held_out_cases(out, cases, spec):
         altered, _ = made_non_enhancing(images, truth)
         for kind, inputs in (("original", images), ("nonenhancing", altered)):
@@ -131,23 +147,41 @@ def score(out: Path, cases: dict, spec, with_t1: bool = True) -> list[dict]:
             tumour = ndimage.binary_dilation(labels > 0, np.ones((3, 3, 3), bool), iterations=3)
             contrast = enhancement_contrast(inputs["t1c"].array, inputs["t1"].array if with_t1 else None,
                                             brain & ~tumour)
+            per_piece: dict[EnhancementRule, np.ndarray] = {}  # rules differing only in the least total
             for row, rule in zip(rows, candidates):
-                et = apply_rule(labels == Label.ET, contrast, rule)
-                if et.sum() * 0.001 < settings.min_enhancing_ml:  # as postprocess: too little ET to be real
+                piecewise = replace(rule, min_total_ml=0.0)
+                if piecewise not in per_piece:
+                    per_piece[piecewise] = apply_rule(labels == Label.ET, contrast, piecewise)
+                et = per_piece[piecewise]
+                # As postprocess and the rule's least total: too little ET in all to be real.
+                if et.sum() * 0.001 < max(settings.min_enhancing_ml, rule.min_total_ml):
                     et = np.zeros_like(et)
                 if kind == "original":
+                    row["cases"].append(case)
                     row["original_et_dice"].append(round(dice(et, truth == Label.ET), 4))
                 else:
                     row["false_et_ml"].append(round(float(et.sum()) * 0.001, 2))
         print(f"{case} scored", flush=True)
     for row in rows:
-        row["mean_et_dice_original"] = round(float(np.mean(row["original_et_dice"])), 4)
-        row["mean_false_et_ml"] = round(float(np.mean(row["false_et_ml"])), 2)
-        row["cases_over_1ml"] = int(sum(v > 1 for v in row["false_et_ml"]))
-        row["nonenhancing_et_score"] = round(float(np.mean([v == 0 for v in row["false_et_ml"]])), 4)
-        # Most glioma cases enhance: weight the two sets 3:1, as a mixed test set might.
-        row["objective"] = round(0.75 * row["mean_et_dice_original"] + 0.25 * row["nonenhancing_et_score"], 4)
+        row.update(summarise(row["original_et_dice"], row["false_et_ml"]))
     return sorted(rows, key=lambda row: -row["objective"])
+
+
+def chosen_inside_cv(table: list[dict], folds: list[list[str]]) -> dict:
+    """The rule chosen by the objective on four folds' cases, scored on the fifth's, pooled over the folds: what
+    choosing a rule on these cases is worth on cases it was not chosen on."""
+    fold_of = {case: k for k, fold in enumerate(folds) for case in fold}
+    in_fold = [np.array([fold_of.get(case) == k for case in table[0]["cases"]]) for k in range(len(folds))]
+    et_dice, false_et_ml, chosen = [], [], []
+    for held in in_fold:
+        if not held.any():
+            continue
+        best = max(table, key=lambda row: summarise(np.array(row["original_et_dice"])[~held],
+                                                    np.array(row["false_et_ml"])[~held])["objective"])
+        chosen.append(best["rule"])
+        et_dice += list(np.array(best["original_et_dice"])[held])
+        false_et_ml += list(np.array(best["false_et_ml"])[held])
+    return {**summarise(et_dice, false_et_ml), "chosen_per_fold": chosen}
 
 
 def moved_voxels(out: Path, cases: dict, spec) -> list[dict]:
@@ -194,8 +228,11 @@ def main() -> None:
         (out / "moved_voxels.json").write_text(json.dumps(moved_voxels(out, cases, spec), indent=2))
         return
     table = score(out, cases, spec, with_t1=not args.without_t1)
-    (out / f"enhancement_study{'_without_t1' if args.without_t1 else ''}.json").write_text(json.dumps(table, indent=2))
-    for row in table:
+    nested = chosen_inside_cv(table, folds)
+    name = f"enhancement_study{'_without_t1' if args.without_t1 else ''}"
+    (out / f"{name}.json").write_text(json.dumps(table, indent=2))
+    (out / f"{name}_nested.json").write_text(json.dumps(nested, indent=2))
+    for row in table + [{"rule": "chosen inside cross-validation", **nested}]:
         print(f"{row['rule']}: ET Dice (original) {row['mean_et_dice_original']:.4f}, false ET on made non-enhancing "
               f"cases {row['mean_false_et_ml']:.2f} mL mean, {row['cases_over_1ml']} over 1 mL, BraTS ET score "
               f"{row['nonenhancing_et_score']:.3f}, objective {row['objective']:.4f}")

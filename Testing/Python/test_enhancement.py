@@ -1,5 +1,7 @@
 """Enhancing tumour only where the images show enhancement; none reported without T1c."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,19 @@ def test_weak_contrast_alone_is_not_enough_a_piece_needs_strongly_enhancing_voxe
     assert (seeded.array[lesion_a] == Label.ET).all()
 
 
+def test_too_little_enhancing_tumour_in_all_is_none_at_all():
+    images, labels, brain, lesion_a, lesion_b = two_lesion_phantom()
+    enhancing_ml = lesion_a.sum() / 1000  # what the rule keeps: lesion A (about 0.27 mL)
+    for min_total_ml, kept in ((enhancing_ml * 0.9, True), (enhancing_ml * 1.1, False)):
+        checked, report = check_enhancement(labels, images, brain, replace(RULE, min_total_ml=min_total_ml))
+        assert (checked.array[lesion_a] == Label.ET).all() == kept
+        assert (checked.array[lesion_a] == Label.NCR).all() != kept and len(report.kept) == int(kept)
+        assert (checked.array > 0).sum() == (labels.array > 0).sum()  # the core is unchanged, only split
+        # It did enhance: said apart from what did not (lesion B), so the finding can ask for a second look.
+        assert report.too_little_ml == pytest.approx(0.0 if kept else enhancing_ml)
+        assert report.relabelled_ml == pytest.approx(report.too_little_ml + lesion_b.sum() / 1000)
+
+
 def test_without_t1_enhancement_is_judged_against_the_bright_end_of_normal_brain():
     images, labels, brain, lesion_a, lesion_b = two_lesion_phantom()
     normal = brain & ~(lesion_a | lesion_b)
@@ -125,3 +140,24 @@ def test_volume_intervals_follow_the_enhancement_check_that_moved_et_to_the_core
         assert new_et + new_ncr == pytest.approx(et + ncr, abs=0.01)  # the core keeps what ET lost
     assert moved["ET"].high_ml < 12 and moved["ET"].calibrated[1] >= 10.0
     assert move_enhancing_to_core(volumes, final, 0.0) is volumes
+
+
+def test_the_result_says_apart_what_did_not_enhance_and_what_enhanced_too_little():
+    from TumorSegLib.enhancement import EnhancementCheck
+    from TumorSegLib.pipeline import _result_findings
+    from TumorSegLib.preprocessing import prepare_input
+
+    images, labels, brain, _, _ = two_lesion_phantom()
+    prepared = prepare_input([images["t1"], images["t1c"]], (1.0, 1.0, 1.0), margin=2)
+    rule = EnhancementRule(1.0, min_total_ml=2.0)
+
+    def codes(relabelled_ml, too_little_ml):
+        check = EnhancementCheck(True, rule=rule, relabelled_ml=relabelled_ml, too_little_ml=too_little_ml,
+                                 reference="T1 and normal brain")
+        return {f.code: f.message for f in _result_findings(check, prepared, labels, None) if "enhanc" in f.code}
+
+    assert set(codes(5.0, 0.0)) == {"enhancement_not_confirmed"}
+    found = codes(1.6, 1.4)  # 1.4 mL enhanced, under the 2 mL least total; 0.2 mL did not enhance
+    assert set(found) == {"enhancement_too_little"}
+    assert "1.4 mL" in found["enhancement_too_little"] and "2 mL" in found["enhancement_too_little"]
+    assert set(codes(3.4, 1.4)) == {"enhancement_not_confirmed", "enhancement_too_little"}
