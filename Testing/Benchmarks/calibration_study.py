@@ -15,9 +15,11 @@ back to the case's own grid and compared with the expert labels:
   temperature fitted on every case — the value to store in the registry if calibration is off.
 
 The ensemble method cannot be judged here: every case was seen in training by member 0 and four folds.
+Every sequence is N4-corrected first, as the pipeline does by default (``--no-n4``: not, as the figures before
+N4 became the default); each row records which, and a folder of the other setting is refused, never mixed.
 
     nice -n 10 python Testing/Benchmarks/calibration_study.py [--cases N] [--samples 4] [--methods flips]
-        [--data ../shared/data/brats2018] [--out runs/calibration]
+        [--data ../shared/data/brats2018] [--out runs/calibration] [--no-n4]
 
 Per-case results go to ``OUT/cases.jsonl`` as they finish (a rerun resumes); the summary to
 ``OUT/calibration.json``, the diagrams to ``OUT/reliability_roi.png`` and ``OUT/reliability_brain.png``.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +58,9 @@ from TumorSegLib.uncertainty import FLAG_THRESHOLDS, estimate_uncertainty
 from TumorSegLib.volume import read_volume
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from enhancement_study import case_images  # noqa: E402  (the sequences as the network sees them)
+
 REGION_NAMES = [r.value for r in Region]
 
 
@@ -69,7 +75,7 @@ def balanced_order(folds: list[list[str]]) -> list[tuple[str, int]]:
 def study_case(case: str, fold: int, files: dict, predictor: Predictor, args, rng) -> tuple[dict, dict]:
     """Metrics of one case, and its voxel sample for the temperature fit."""
     spec = predictor.spec
-    images = {key: read_volume(files[key]) for key in spec.sequences}
+    images = case_images(files, spec, args.n4)
     truth = to_internal_labels(read_volume(files["label"]).array)
     # As pipeline.segment prepares it; every sequence is present, so the channels are in model order already.
     prepared = prepare_input([images[key] for key in spec.sequences], spec.spacing, margin=4)
@@ -96,7 +102,7 @@ def study_case(case: str, fold: int, files: dict, predictor: Predictor, args, rn
     voxel_ml = float(np.prod(spacing)) / 1000.0
     true_volumes = {r.value: float(true[r].sum()) * voxel_ml for r in Region}
     row = {
-        "case": case, "fold": fold, "seconds": round(seconds, 1), "samples": result.samples, "dice": dices,
+        "case": case, "fold": fold, "n4": args.n4, "seconds": round(seconds, 1), "samples": result.samples, "dice": dices,
         "ece": {name: {r.value: c[r].ece for r in Region} for name, c in curves.items()},
         "reliability_sums": {name: {r.value: [c[r].counts.tolist(), c[r].probability_sums.tolist(),
                                                c[r].positive_sums.tolist()] for r in Region}
@@ -205,6 +211,8 @@ def main() -> None:
     parser.add_argument("--voxels-per-case", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--n4", action=argparse.BooleanOptionalAction, default=True,
+                        help="N4-correct every sequence first, as the pipeline does by default")
     args = parser.parse_args()
 
     spec = replace(get_model(args.model), temperature=())  # fit on raw logits: Predictor divides by these
@@ -221,6 +229,9 @@ def main() -> None:
     if partial.exists():
         for line in partial.read_text().splitlines():
             row = json.loads(line)
+            if row.get("n4", False) != args.n4:  # rows from before the flag were made without N4
+                raise SystemExit(f"{partial} holds cases made {'with' if row.get('n4') else 'without'} N4: "
+                                 "choose another --out, or the matching --n4/--no-n4")
             rows[row["case"]] = row
     rng = np.random.default_rng(args.seed)
     predictors: dict[int, Predictor] = {}
@@ -250,7 +261,7 @@ def main() -> None:
         return round(float(np.mean(values)), 4) if values else None
 
     summary = {
-        "model": spec.id, "methods": args.methods, "samples": args.samples, "cases": len(chosen), "bins": args.bins,
+        "model": spec.id, "n4": args.n4, "methods": args.methods, "samples": args.samples, "cases": len(chosen), "bins": args.bins,
         "ece_pooled": {name: {r: round(c.ece, 5) for r, c in regions.items()} for name, regions in curves.items()},
         "auroc_mean_over_cases": {key: mean_of(key) for key in chosen[0]["auroc"]} if chosen else {},
         "case_level": case_level(chosen),
