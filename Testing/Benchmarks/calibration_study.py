@@ -102,7 +102,8 @@ def study_case(case: str, fold: int, files: dict, predictor: Predictor, args, rn
     voxel_ml = float(np.prod(spacing)) / 1000.0
     true_volumes = {r.value: float(true[r].sum()) * voxel_ml for r in Region}
     row = {
-        "case": case, "fold": fold, "n4": args.n4, "seconds": round(seconds, 1), "samples": result.samples, "dice": dices,
+        "case": case, "fold": fold, "n4": args.n4, "seconds": round(seconds, 1), "samples": result.samples,
+        "dice": dices,
         "ece": {name: {r.value: c[r].ece for r in Region} for name, c in curves.items()},
         "reliability_sums": {name: {r.value: [c[r].counts.tolist(), c[r].probability_sums.tolist(),
                                                c[r].positive_sums.tolist()] for r in Region}
@@ -261,7 +262,8 @@ def main() -> None:
         return round(float(np.mean(values)), 4) if values else None
 
     summary = {
-        "model": spec.id, "n4": args.n4, "methods": args.methods, "samples": args.samples, "cases": len(chosen), "bins": args.bins,
+        "model": spec.id, "n4": args.n4, "methods": args.methods, "samples": args.samples, "cases": len(chosen),
+        "bins": args.bins,
         "ece_pooled": {name: {r: round(c.ece, 5) for r, c in regions.items()} for name, regions in curves.items()},
         "auroc_mean_over_cases": {key: mean_of(key) for key in chosen[0]["auroc"]} if chosen else {},
         "case_level": case_level(chosen),

@@ -123,8 +123,9 @@ def tune_flair_growth(cv: Path, cases: dict) -> None:
         scores.setdefault("none", {})[case] = dice(probabilities[0] > 0.5, truth[Region.WT])
         for rule, mask in flair_growth_rules(probabilities[0], flair).items():
             scores.setdefault(rule, {})[case] = dice(mask, truth[Region.WT])
-        print(f"{case} WT {scores['none'][case]:.3f}, best rule {max(s[case] for s in scores.values()):.3f}", flush=True)
-    means = sorted(((float(np.mean(list(v.values()))), rule) for rule, v in scores.items()), reverse=True)
+        best = max(rule_scores[case] for rule_scores in scores.values())
+        print(f"{case} WT {scores['none'][case]:.3f}, best rule {best:.3f}", flush=True)
+    means = sorted(((float(np.mean(list(v.values()))), rule) for rule, v in scores.items()), key=lambda m: -m[0])
     for mean, rule in means[:10] + [m for m in means if m[1] == "none"]:
         print(f"{rule}: WT Dice {mean:.4f}")
     nested = []
