@@ -75,6 +75,20 @@ def test_a_lower_grade_glioma_is_not_given_enhancing_tumour_it_does_not_show(cas
     assert result.enhancement.assessed and result.enhancement.relabelled_ml > 10
 
 
+def test_a_total_of_enhancement_too_small_to_report_becomes_core_with_a_warning(cases, held_out_cases):
+    # Brats18_2013_11_1: 19.7 mL of barely enhancing tumour; its held-out network's ET that enhances measures
+    # about 1.2 mL in all (ET Dice 0.11), under the registry's 2 mL least total.
+    case = "Brats18_2013_11_1"
+    files = cases[case]
+    predictor = Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1])
+    result = segment({key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}, predictor=predictor)
+    volumes = result.volumes_ml()
+    assert volumes["ET"] == 0 and volumes["TC"] > 30, volumes  # moved to the core, not dropped
+    assert 0.5 < result.enhancement.too_little_ml < 2.0 <= result.enhancement.rule.min_total_ml
+    warning = next(f for f in result.qa if f["code"] == "enhancement_too_little")
+    assert warning["severity"] == "warning" and "review the T1c" in warning["message"]
+
+
 def test_enhancement_taken_away_is_not_reported_as_enhancing_tumour(cases, held_out_cases):
     from TumorSegLib.enhancement import remove_enhancement
 
