@@ -44,8 +44,13 @@ def why_not_assessed(keys: Iterable[str]) -> dict[str, str]:
 
 def recorded_not_assessed(summary: Mapping[str, Any]) -> dict[str, str]:
     """What a result summary recorded as not assessed, with why (a summary older than ``not_assessed_why``
-    keeps only the keys)."""
-    return dict(summary.get("not_assessed_why") or why_not_assessed(summary.get("not_assessed") or []))
+    keeps only the keys), for follow-up: also enhancing tumour that enhanced too little in all to be reported
+    (``enhancement.too_little_ml``), so that a later visit does not read it as gone (a complete response)."""
+    recorded = dict(summary.get("not_assessed_why") or why_not_assessed(summary.get("not_assessed") or []))
+    too_little_ml = float((summary.get("enhancement") or {}).get("too_little_ml") or 0.0)
+    if too_little_ml > 0 and "ET" not in recorded:
+        recorded["ET"] = f"{too_little_ml:.1f} mL enhancing, under the model's reporting minimum: review the T1c"
+    return recorded
 
 
 def without_unseen_oedema(labels: Volume, sequences: Iterable[str]) -> Volume:

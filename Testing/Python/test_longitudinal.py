@@ -458,3 +458,24 @@ def test_a_timeline_built_from_visit_folders_knows_what_each_visit_could_not_sho
     table = list(csv.DictReader((tmp_path / "out" / "timeline_table.csv").open()))
     assert table[0]["not_assessed"] == "ED, WT: no T2/FLAIR" and table[0]["WT_ml"] == ""
 
+
+
+def test_a_follow_up_whose_enhancement_was_too_little_to_report_is_not_read_as_gone(tmp_path):
+    # The enhancement check reports no ET when what enhances is under the model's least total; a follow-up
+    # must not read that as the enhancing disease gone (a complete response): the visit says why and is NE.
+    visits = tmp_path / "visits"
+    for name, labels, enhancement in (("2024-01-10", disc_labels(14), {"too_little_ml": 0.0}),
+                                      ("2024-04-10", disc_labels(0), {"too_little_ml": 1.4})):
+        (visits / name).mkdir(parents=True)
+        write_volume(labels, visits / name / "labels.nii.gz")
+        (visits / name / "labels.json").write_text(json.dumps({
+            "model": "m", "volumes_ml": {}, "output": "labels.nii.gz", "not_assessed": [], "not_assessed_why": {},
+            "enhancement": {"assessed": True, **enhancement}}))
+    timeline = build_timeline(visits, tmp_path / "out")
+    assert timeline.get("2024-01-10").not_assessed == {}
+    assert "1.4 mL enhancing, under the model's reporting minimum" in timeline.get("2024-04-10").not_assessed["ET"]
+    rows = {row["timepoint"]: row for row in run_track(tmp_path / "out" / "timeline.json",
+                                                       register_visits=False)["rows"]}
+    assert rows["2024-01-10"]["ET_ml"] > 0
+    assert rows["2024-04-10"]["category"] == "NE" and rows["2024-04-10"]["ET_ml"] is None
+    assert "reporting minimum" in rows["2024-04-10"]["category_reasons"]
