@@ -107,6 +107,28 @@ def test_results_that_cannot_be_read_leave_no_temporary_folder_and_no_nodes(slic
     assert scene_snapshot(slicer_app.scene) == before
 
 
+def test_enhancement_left_unreported_is_marked_on_the_segmentation_for_follow_up(slicer_app, synthetic_nodes,
+                                                                                 synthetic_case, tmp_path):
+    import json
+
+    import numpy as np
+
+    from TumorSegLib.scene.results import UNREPORTED_ENHANCEMENT_ATTRIBUTE
+    from TumorSegLib.volume import write_volume
+
+    run = SegmentationRun(slicer_app.scene, synthetic_nodes, FAST_OPTIONS)
+    run.work_dir = tmp_path / "TumorSeg-run"  # as start() leaves it once the child process has written
+    run.work_dir.mkdir()
+    write_volume(synthetic_case.labels, run.output_path)
+    write_volume(synthetic_case.labels.with_array(np.zeros(synthetic_case.labels.shape, np.float32)),
+                 run.work_dir / "uncertainty.nrrd")
+    run.output_path.with_name("labels.json").write_text(json.dumps({"not_assessed": [],
+                                                                    "enhancement": {"too_little_ml": 1.4}}))
+    result = run.import_results()
+    assert result.segmentation.GetAttribute(UNREPORTED_ENHANCEMENT_ATTRIBUTE) == "1.4"
+    result.watcher.stop()
+
+
 def test_a_run_needs_t1c_or_flair(slicer_app, synthetic_nodes):
     with pytest.raises(ValueError, match="at least a T1c or a FLAIR"):
         SegmentationRun(slicer_app.scene, {"t1": synthetic_nodes["t1"], "t2": synthetic_nodes["t2"]})

@@ -116,10 +116,10 @@ def test_editing_a_visit_updates_its_row_live(tracker):
     assert column(tracker.table, "Edited") == ["no", "yes", "no"]
 
 
-def enhancing_then_none(scene, patient: str, second_not_assessed: str = ""):
+def enhancing_then_none(scene, patient: str, second_not_assessed: str = "", second_unreported_ml: str = ""):
     """A tracker of two visits: an enhancing lesion, then none (the second's node marked with what its images
-    could not show, as the AI run marks it)."""
-    from TumorSegLib.scene.results import NOT_ASSESSED_ATTRIBUTE
+    could not show, or with the enhancing tumour left unreported as too little, as the AI run marks them)."""
+    from TumorSegLib.scene.results import NOT_ASSESSED_ATTRIBUTE, UNREPORTED_ENHANCEMENT_ATTRIBUTE
 
     tracker = mrml.LongitudinalTracker(scene, patient)
     for index, radius in enumerate((10, 0)):
@@ -128,6 +128,8 @@ def enhancing_then_none(scene, patient: str, second_not_assessed: str = ""):
         segmentation = mrml.create_segmentation_node(scene, labels, reference, f"{patient} {index}", show_3d=False)
         if index == 1 and second_not_assessed:
             segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, second_not_assessed)
+        if index == 1 and second_unreported_ml:
+            segmentation.SetAttribute(UNREPORTED_ENHANCEMENT_ATTRIBUTE, second_unreported_ml)
         tracker.add_timepoint(f"w{index}", f"2024-0{index + 1}-01", segmentation, reference)
     return tracker
 
@@ -145,6 +147,15 @@ def test_a_follow_up_segmented_without_t1c_is_not_evaluable_rather_than_a_comple
     assert column(tracker.table, "Not assessed") == ["", "NCR, ET: no T1c"]
     assert column(tracker.table, "ET (mL)")[1] == "nan" and float(column(tracker.table, "WT (mL)")[1]) > 0
     assert "no T1c at this visit" in tracker.rows[1]["category_reasons"]
+    tracker.stop()
+
+
+def test_a_follow_up_whose_enhancement_was_too_little_to_report_is_not_a_complete_response(slicer_app):
+    # The AI reported no ET because what enhanced (1.4 mL) was under the model's least total: not gone.
+    tracker = enhancing_then_none(slicer_app.scene, "Patient 10", second_unreported_ml="1.4")
+    assert column(tracker.table, "Category (imaging only)")[1] == "NE"
+    assert "1.4 mL enhancing, under the model's reporting minimum" in column(tracker.table, "Not assessed")[1]
+    assert "reporting minimum" in tracker.rows[1]["category_reasons"]
     tracker.stop()
 
 

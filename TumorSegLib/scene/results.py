@@ -13,13 +13,16 @@ from ..volume import Volume
 from .nodes import ROLE_ATTRIBUTE, _slicer, volume_from_node
 from .segments import edited_labels, labels_from_segmentation
 
-__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "ai_not_assessed", "create_results_table", "update_results_table", "table_rows", "set_uncertainty_columns",
+__all__ = ["TABLE_COLUMNS", "INTERVAL_COLUMN", "NOT_ASSESSED_ATTRIBUTE", "UNREPORTED_ENHANCEMENT_ATTRIBUTE",
+           "ai_not_assessed", "create_results_table", "update_results_table", "table_rows", "set_uncertainty_columns",
            "review_first", "ResultsWatcher", "set_uncertainty_overlay"]
 
 INTERVAL_COLUMN = "AI volume interval (mL)"
 TABLE_COLUMNS = ("Region", "Volume (mL)", "Voxels", "Mean uncertainty", "Edited", INTERVAL_COLUMN,
                  "Uncertainty score", "Review first")
 NOT_ASSESSED_ATTRIBUTE = "TumorSeg.NotAssessed"  # on a segmentation node: volume keys the images cannot support
+# On a segmentation node: mL of enhancing tumour the enhancement check left unreported (under its least total).
+UNREPORTED_ENHANCEMENT_ATTRIBUTE = "TumorSeg.UnreportedEnhancementMl"
 
 
 def ai_not_assessed(segmentation_node) -> list[str]:

@@ -23,7 +23,13 @@ from ..sequences import REFERENCE_ORDER, REQUIRED_ANY, SEQUENCES, case_name
 from ..volume import Volume, read_volume, write_volume
 from .nodes import add_uncertainty_node, volume_from_node
 from .process import ProcessRunner, ProcessState
-from .results import NOT_ASSESSED_ATTRIBUTE, ResultsWatcher, create_results_table, set_uncertainty_columns
+from .results import (
+    NOT_ASSESSED_ATTRIBUTE,
+    UNREPORTED_ENHANCEMENT_ATTRIBUTE,
+    ResultsWatcher,
+    create_results_table,
+    set_uncertainty_columns,
+)
 from .segments import VOLUME_INTERVALS_ATTRIBUTE, create_segmentation_node
 
 __all__ = ["RunResult", "SegmentationRun", "run_segmentation", "remove_stale_work_dirs"]
@@ -171,6 +177,9 @@ class SegmentationRun:
             for node in added:
                 node.SetAttribute("TumorSeg.Model", summary.get("model", ""))
             segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, ",".join(summary.get("not_assessed", [])))
+            unreported_ml = (summary.get("enhancement") or {}).get("too_little_ml") or 0.0
+            if unreported_ml > 0:
+                segmentation.SetAttribute(UNREPORTED_ENHANCEMENT_ATTRIBUTE, f"{unreported_ml:g}")
             watcher = ResultsWatcher(segmentation, self.reference_node, table, uncertainty_node)
             watcher.update()
             if "uncertainty" in summary:

@@ -24,10 +24,10 @@ from ..longitudinal import (
     timeline_rows,
     write_table_csv,
 )
-from ..support import why_not_assessed
+from ..support import unreported_enhancement, why_not_assessed
 from ..volume import Volume
 from .nodes import sitk_from_transform_node, transform_node_from_sitk, volume_from_node
-from .results import ai_not_assessed
+from .results import UNREPORTED_ENHANCEMENT_ATTRIBUTE, ai_not_assessed
 from .segments import VOLUME_INTERVALS_ATTRIBUTE, edited_labels, export_segmentation, labels_from_segmentation
 from .timeline_nodes import create_timeline_table, create_volume_chart, fill_timeline_table
 
@@ -85,8 +85,9 @@ class LongitudinalTracker:
         same_day = [tp for tp in self.timeline.timepoints if tp.date == date]
         for number, earlier in enumerate(same_day, start=1):  # visits added on one date: in the order added
             earlier.order = earlier.order or number
-        unseen = why_not_assessed(ai_not_assessed(segmentation_node))
-        timepoint = Timepoint(timepoint_id, date, measurements=measure_labels(labels), not_assessed=unseen,
+        measurements = measure_labels(labels)
+        timepoint = Timepoint(timepoint_id, date, measurements=measurements,
+                              not_assessed=_not_assessed(segmentation_node, measurements.volumes_ml),
                               corrected=bool(edited_labels(segmentation_node, labels)),
                               volume_intervals={key: tuple(value) for key, value in intervals.items()},
                               steroids=SteroidChange(steroids) if steroids else None,
@@ -268,3 +269,13 @@ class LongitudinalTracker:
         for node, tag in self._observers:
             node.RemoveObserver(tag)
         self._observers.clear()
+
+
+def _not_assessed(segmentation_node, volumes_ml: dict) -> dict[str, str]:
+    """What the visit's AI run could not show, with why, and enhancing tumour it left unreported (too little in
+    all) unless a reader has since drawn enhancing tumour on the node."""
+    unseen = why_not_assessed(ai_not_assessed(segmentation_node))
+    if volumes_ml.get("ET"):
+        return unseen
+    unreported_ml = float(segmentation_node.GetAttribute(UNREPORTED_ENHANCEMENT_ATTRIBUTE) or 0.0)
+    return {**unreported_enhancement(unreported_ml), **unseen}
