@@ -27,6 +27,13 @@ def cases(shared_data):
     return find_cases(shared_data)
 
 
+def held_out_result(case: str, files: dict, held_out_cases: dict, images: dict | None = None):
+    """The pipeline's result for ``case`` (its four sequences, or ``images``) from the fold network that never
+    saw it."""
+    images = images or {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    return segment(images, predictor=Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1]))
+
+
 def test_held_out_cases_agree_with_the_expert_labels(cases, held_out_cases):
     spec = get_model()
     scores = []
@@ -67,9 +74,7 @@ def test_a_lower_grade_glioma_is_not_given_enhancing_tumour_it_does_not_show(cas
     # Brats18_TCIA10_637_1: a lower-grade glioma with 1.6 mL of enhancing tumour in 231 mL; without the
     # enhancement check its held-out fold network drew a 43 mL "enhancing" component (3 % of it true).
     case = "Brats18_TCIA10_637_1"
-    files = cases[case]
-    predictor = Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1])
-    result = segment({key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}, predictor=predictor)
+    result = held_out_result(case, cases[case], held_out_cases)
     volumes = result.volumes_ml()
     assert volumes["ET"] <= 5.0 and volumes["TC"] > 50, volumes  # the core stays: only its enhancement goes
     assert result.enhancement.assessed and result.enhancement.relabelled_ml > 10
@@ -79,9 +84,7 @@ def test_a_total_of_enhancement_too_small_to_report_becomes_core_with_a_warning(
     # Brats18_2013_11_1: 19.7 mL of barely enhancing tumour; its held-out network's ET that enhances measures
     # about 1.2 mL in all (ET Dice 0.11), under the registry's 2 mL least total.
     case = "Brats18_2013_11_1"
-    files = cases[case]
-    predictor = Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1])
-    result = segment({key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}, predictor=predictor)
+    result = held_out_result(case, cases[case], held_out_cases)
     volumes = result.volumes_ml()
     assert volumes["ET"] == 0 and volumes["TC"] > 30, volumes  # moved to the core, not dropped
     assert 0.5 < result.enhancement.too_little_ml < 2.0 <= result.enhancement.rule.min_total_ml
@@ -99,7 +102,7 @@ def test_enhancement_taken_away_is_not_reported_as_enhancing_tumour(cases, held_
     brain = images["t1"].array != 0
     t1c, _ = remove_enhancement(images["t1c"].array, images["t1"].array, truth, brain)
     images["t1c"] = images["t1c"].with_array(np.where(brain, t1c, 0).astype(np.float32))
-    result = segment(images, predictor=Predictor(get_model(), "cpu", members=[held_out_cases[case] + 1]))
+    result = held_out_result(case, files, held_out_cases, images)
     assert result.volumes_ml()["ET"] <= 1.0 and result.volumes_ml()["WT"] > 100
 
 
