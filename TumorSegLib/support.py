@@ -16,8 +16,8 @@ import numpy as np
 from .labels import Label
 from .volume import Volume
 
-__all__ = ["VOLUME_NEEDS", "not_assessed", "why_not_assessed", "recorded_not_assessed", "unreported_enhancement",
-           "without_unseen_oedema", "still_not_assessed", "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
+__all__ = ["VOLUME_NEEDS", "not_assessed", "why_not_assessed", "recorded_not_assessed", "recorded_too_little_ml",
+           "unreported_enhancement", "without_unseen_oedema", "still_not_assessed", "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
 
 # Volume key -> the sequences of which at least one is needed to see it, and the short reason when none is given.
 VOLUME_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -47,8 +47,12 @@ def recorded_not_assessed(summary: Mapping[str, Any]) -> dict[str, str]:
     keeps only the keys), for follow-up: also enhancing tumour that enhanced too little in all to be reported
     (``enhancement.too_little_ml``), so that a later visit does not read it as gone (a complete response)."""
     recorded = dict(summary.get("not_assessed_why") or why_not_assessed(summary.get("not_assessed") or []))
-    return {**unreported_enhancement(float((summary.get("enhancement") or {}).get("too_little_ml") or 0.0)),
-            **recorded}
+    return {**unreported_enhancement(recorded_too_little_ml(summary)), **recorded}
+
+
+def recorded_too_little_ml(summary: Mapping[str, Any]) -> float:
+    """mL of enhancing tumour a result summary's enhancement check left unreported (under its least total)."""
+    return float((summary.get("enhancement") or {}).get("too_little_ml") or 0.0)
 
 
 def unreported_enhancement(too_little_ml: float) -> dict[str, str]:

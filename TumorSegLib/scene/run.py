@@ -20,6 +20,7 @@ from ..export import json_path, pid_alive
 from ..labels import LabelConvention, to_internal_labels
 from ..options import SegmentOptions
 from ..sequences import REFERENCE_ORDER, REQUIRED_ANY, SEQUENCES, case_name
+from ..support import recorded_too_little_ml
 from ..volume import Volume, read_volume, write_volume
 from .nodes import add_uncertainty_node, volume_from_node
 from .process import ProcessRunner, ProcessState
@@ -177,7 +178,7 @@ class SegmentationRun:
             for node in added:
                 node.SetAttribute("TumorSeg.Model", summary.get("model", ""))
             segmentation.SetAttribute(NOT_ASSESSED_ATTRIBUTE, ",".join(summary.get("not_assessed", [])))
-            unreported_ml = (summary.get("enhancement") or {}).get("too_little_ml") or 0.0
+            unreported_ml = recorded_too_little_ml(summary)
             if unreported_ml > 0:
                 segmentation.SetAttribute(UNREPORTED_ENHANCEMENT_ATTRIBUTE, f"{unreported_ml:g}")
             watcher = ResultsWatcher(segmentation, self.reference_node, table, uncertainty_node)
