@@ -19,6 +19,7 @@ from scipy import ndimage
 from .clinical import (
     BrainExtraction,
     CoRegistration,
+    check_tissue_contrast,
     coregister,
     extract_brain,
     is_skull_stripped,
@@ -274,8 +275,8 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     qa_report, reference = _check_inputs(images, present, clinical, report, force)
     with timings.step("coregister"):
         aligned, registrations = _align(images, present, reference, clinical, qa_report, force, report)
+    aligned, brain, stripping = _clean_images(aligned, reference, clinical, timings, report, qa_report)
     (on_findings or (lambda findings: None))(qa_report.as_list())
-    aligned, brain, stripping = _clean_images(aligned, reference, clinical, timings, report)
     with timings.step("preprocess"):
         report(0.07, "preprocessing")
         prepared, model_input = _model_input(aligned, present, spec, brain)
@@ -299,14 +300,18 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
 
 
 def _clean_images(aligned: dict[str, Volume], reference: str, clinical: ClinicalOptions, timings: _Timings,
-                  report: Progress
+                  report: Progress, qa_report: QAReport
                   ) -> tuple[dict[str, Volume], BrainExtraction | None, tuple[list[str], list[str]] | None]:
-    """Brain extraction and bias-field correction of the aligned sequences (each step timed). N4 comes second:
+    """Brain extraction, the check that each sequence's tissue contrast is its own (on the brain, so it needs
+    the extraction, and on the images as given, as its thresholds were measured) and bias-field correction of
+    the aligned sequences (each step timed). N4 comes last:
     the atlas registration of brain extraction was tuned on uncorrected heads (on a corrected one its mask
     lost Dice), and N4 then fits inside the brain rather than across scalp and skull."""
     with timings.step("brain_extraction"):
         brain = _extract_brain(aligned, reference, clinical.skull_strip, report)
         aligned, stripping = _strip_alike(aligned, brain)
+    with timings.step("contrast_check"):
+        qa_report.add(check_tissue_contrast(aligned, brain))
     with timings.step("n4"):
         if clinical.n4:
             report(0.04, "bias-field correction (N4)")

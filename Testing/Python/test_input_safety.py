@@ -125,6 +125,19 @@ def test_a_background_that_is_not_zero_is_still_background(case, clean_wt, tmp_p
 
 
 @pytest.mark.realdata
+def test_a_t2_given_as_the_t1c_is_warned_about_before_inference(case, tmp_path, capsys):
+    # A T2 in the T1c place reads fluid and oedema as enhancing tumour; no swap check saw it (the T2 itself was
+    # not given), so the run reported enhancing tumour with no word of doubt about the input.
+    output = tmp_path / "out.nii.gz"
+    assert main(segment_args({"t1": case["t1"], "t1c": case["t2"], "flair": case["flair"]}, output)) == 0
+    printed = capsys.readouterr().out
+    warning = "the volume given as T1c (contrast) does not look like a T1c (contrast)"
+    assert warning in printed and printed.index(warning) < printed.index("inference")
+    qa = {finding["code"]: finding for finding in json.loads(output.with_name("out.json").read_text())["qa"]}
+    assert qa["unexpected_contrast"]["sequence"] == "t1c" and "t1c_unlike_t1" in qa
+
+
+@pytest.mark.realdata
 def test_an_unstripped_flair_beside_stripped_sequences_is_stripped_alike_and_said(case, clean_wt, tmp_path):
     from TumorSegLib.synthetic import add_synthetic_head
 

@@ -64,3 +64,50 @@ def test_swapped_sequences_are_flagged_on_real_cases(shared_data, case):
     assert codes(run_qa(swapped_t2).warnings) == {"swapped_t2_flair"}
     swapped_t1 = dict(volumes, t1=volumes["t1c"], t1c=volumes["t1"])
     assert codes(run_qa(swapped_t1).warnings) == {"swapped_t1_t1c"}
+
+
+def _stripped_brain(volumes):
+    from TumorSegLib.intensity import foreground_mask
+
+    first = next(iter(volumes.values()))
+    return first.with_array(foreground_mask(np.stack([v.array for v in volumes.values()])).astype(np.uint8))
+
+
+def test_a_t2_given_as_the_t1c_is_told_by_its_tissue_contrast(synthetic_case):
+    from TumorSegLib.clinical import atlas_tissues
+    from TumorSegLib.qa import check_weighting
+
+    images = synthetic_case.images
+    brain = _stripped_brain(images)
+    assert check_weighting(images, brain, atlas_tissues) == []
+    [finding] = check_weighting({"t1c": images["t2"], "flair": images["flair"]}, brain, atlas_tissues)
+    assert (finding.code, finding.sequence, finding.severity) == ("unexpected_contrast", "t1c", Severity.WARNING)
+    assert "given as T1c" in finding.message and "ventricles are bright" in finding.message
+    [finding] = check_weighting({"t2": images["t1c"]}, brain, atlas_tissues)
+    assert finding.sequence == "t2" and "darker than white matter" in finding.message
+
+
+def test_the_contrast_check_says_nothing_of_an_image_too_small_for_the_atlas():
+    from TumorSegLib.clinical import atlas_tissues
+    from TumorSegLib.qa import check_weighting
+
+    images, _ = brain_phantom(shape=(80, 90, 70))  # about 0.1 L: not a brain the atlas regions can be read in
+    assert check_weighting(images, _stripped_brain(images), atlas_tissues) == []
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["Brats18_2013_20_1", "Brats18_CBICA_AQQ_1", "Brats18_TCIA10_637_1"])
+def test_another_sequence_in_the_t1c_or_t2_place_is_flagged_on_real_cases(shared_data, case):
+    from TumorSegLib.clinical import atlas_tissues
+    from TumorSegLib.qa import check_sequences, check_weighting
+
+    files = find_cases(shared_data)[case]
+    volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    brain = _stripped_brain(volumes)
+    assert check_weighting(volumes, brain, atlas_tissues) == [] and check_sequences(volumes) == []
+    # alone, as in a T1c-only run: only its own contrast can tell
+    assert [f.sequence for f in check_weighting({"t1c": volumes["t2"]}, brain, atlas_tissues)] == ["t1c"]
+    # exchanged in the full study: the T1 correlations say it too
+    exchanged = dict(volumes, t1c=volumes["t2"], t2=volumes["t1c"])
+    assert {"t1c_unlike_t1", "t2_like_t1"} <= codes(check_sequences(exchanged))
+    assert {f.sequence for f in check_weighting(exchanged, brain, atlas_tissues)} == {"t1c", "t2"}

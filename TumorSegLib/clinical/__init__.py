@@ -1,5 +1,6 @@
 """Preparing clinical scans for the model: co-registration onto a reference sequence, N4 bias-field
-correction and brain extraction, each reporting what it did."""
+correction and brain extraction, each reporting what it did; the atlas tissue regions that check each
+sequence's contrast."""
 
 from .bias import n4_bias_correction
 from .brain import (
@@ -12,6 +13,8 @@ from .brain import (
     stripped_sequences,
 )
 from .coregistration import CoRegistration, coregister, is_aligned
+from .tissues import atlas_tissues, check_tissue_contrast
 
 __all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "is_skull_stripped",
-           "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour", "stripped_sequences"]
+           "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour", "stripped_sequences",
+           "atlas_tissues", "check_tissue_contrast"]

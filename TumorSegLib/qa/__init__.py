@@ -3,7 +3,9 @@
 Errors stop the run before any heavy step; warnings are reported with the result. :mod:`.image`: 2D or
 tiny volumes, NaN/infinite or constant images, broken orientation metadata, extreme anisotropy, images that
 are not brain MRI (CT numbers, field of view, a label map, noise). :mod:`.sequences`: one image given twice,
-swapped T2/FLAIR or T1/T1c. :mod:`.brain`: mixed skull stripping, implausible brain or tumour volume.
+swapped T2/FLAIR or T1/T1c, a T1c or T2 unlike the T1. :mod:`.weighting`: a volume whose tissue contrast is
+another sequence's (a T2 given as the T1c). :mod:`.brain`: mixed skull stripping, implausible brain or tumour
+volume.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from .brain import check_brain_and_tumour
 from .image import check_volume
 from .report import Finding, QAError, QAReport, Severity, display_name
 from .sequences import check_sequences
+from .weighting import check_weighting
 
 __all__ = ["Severity", "Finding", "QAReport", "QAError", "display_name", "check_volume", "check_sequences",
-           "check_brain_and_tumour", "run_qa"]
+           "check_weighting", "check_brain_and_tumour", "run_qa"]
 
 
 def run_qa(volumes: Mapping[str, Volume]) -> QAReport:

@@ -1,0 +1,104 @@
+"""Does each volume look like the sequence it was given as? Tissue contrast read in atlas regions.
+
+The swap checks of :mod:`.sequences` compare two volumes of a known pair; they cannot tell a T2 given as the T1c
+when the T2 itself is not given, and a T2 in the T1c slot makes fluid and oedema look like enhancement. Here every
+volume is read on its own, in regions of the MNI ICBM152 2009 template carried onto the brain
+(:func:`TumorSegLib.clinical.tissues.atlas_tissues`): deep white matter, cortical grey matter and the
+ventricles. T1-weighted images (T1, T1c) show white matter brighter than grey matter and fluid dark; a T2 shows
+fluid brightest; FLAIR suppresses fluid. Thresholds: ``Testing/Benchmarks/sequence_contrast_study.py``
+on the shared cases, with a margin beyond the most extreme correct volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..volume import Volume
+from .report import Finding, Severity, display_name
+
+__all__ = ["TissueContrast", "tissue_contrast", "contrast_findings", "check_weighting"]
+
+# Differences of region medians in units of the brain's interquartile range. On the 29 shared cases a correct
+# T1 or T1c had white minus grey 0.15 to 0.87 and fluid minus white -2.4 to 0.31, a FLAIR fluid minus white up to
+# 0.47, a T2 fluid minus white 0.66 to 4.1 and white minus grey -0.73 to 0.08: each threshold leaves a margin of
+# at least 0.2 beyond them, since other scanners will spread them further.
+T1_WEIGHTED_MIN_WHITE_MINUS_GREY = -0.05
+FLUID_SUPPRESSED_MAX_FLUID_MINUS_WHITE = 0.8
+T2_MIN_FLUID_MINUS_WHITE = 0.0
+T2_MAX_WHITE_MINUS_GREY = 0.35
+MIN_BRAIN_ML = 500.0  # the atlas regions need a brain-sized image (not a phantom or a partial slab)
+MIN_REGION_VOXELS = 200
+
+
+@dataclass(frozen=True)
+class TissueContrast:
+    """Region medians of one volume, relative to each other, in units of its brain interquartile range."""
+
+    white_minus_grey: float
+    fluid_minus_white: float
+
+    def as_dict(self) -> dict:
+        return {"white_minus_grey": round(self.white_minus_grey, 3),
+                "fluid_minus_white": round(self.fluid_minus_white, 3)}
+
+
+def tissue_contrast(volume: Volume, tissues: Mapping[str, np.ndarray], brain: np.ndarray) -> TissueContrast | None:
+    """The volume's contrast between the atlas regions inside ``brain`` (``None`` when a region is too small
+    there, e.g. a slab that misses the ventricles)."""
+    array = volume.array
+    inside = array[brain]
+    if inside.size == 0:
+        return None
+    low, median, high = np.percentile(inside, [25, 50, 75])
+    if high - low <= 0:
+        return None
+    medians = {}
+    for name, region in tissues.items():
+        values = array[region & brain]
+        if values.size < MIN_REGION_VOXELS:
+            return None
+        medians[name] = (float(np.median(values)) - median) / (high - low)
+    return TissueContrast(medians["white"] - medians["grey"], medians["fluid"] - medians["white"])
+
+
+def contrast_findings(key: str, contrast: TissueContrast) -> list[Finding]:
+    """Warnings when a volume's tissue contrast contradicts the sequence it was given as."""
+    name = display_name(key)
+    reasons = []
+    if key in ("t1", "t1c") and contrast.white_minus_grey < T1_WEIGHTED_MIN_WHITE_MINUS_GREY:
+        reasons.append("white matter is darker than grey matter, which a T1-weighted image never shows")
+    if key in ("t1", "t1c", "flair") and contrast.fluid_minus_white > FLUID_SUPPRESSED_MAX_FLUID_MINUS_WHITE:
+        reasons.append(f"the ventricles are bright (fluid minus white matter {contrast.fluid_minus_white:+.2f} "
+                       "interquartile ranges), as on a T2, where a " + name + " shows fluid dark")
+    if key == "t2" and contrast.fluid_minus_white < T2_MIN_FLUID_MINUS_WHITE:
+        reasons.append("the ventricles are darker than white matter, where a T2 shows fluid bright")
+    if key == "t2" and contrast.white_minus_grey > T2_MAX_WHITE_MINUS_GREY:
+        reasons.append("white matter is brighter than grey matter, as on a T1-weighted image")
+    if not reasons:
+        return []
+    return [Finding(Severity.WARNING, "unexpected_contrast",
+                    f"the volume given as {name} does not look like a {name}: {'; '.join(reasons)}. Check that the "
+                    f"right series or file was given as {name} (a wrong sequence makes every region wrong: "
+                    "with a T2 as the T1c, fluid and oedema read as enhancing tumour)", key)]
+
+
+def check_weighting(volumes: Mapping[str, Volume], brain_mask: Volume,
+                    tissues_of: Callable[[Volume], Mapping[str, np.ndarray]]) -> list[Finding]:
+    """Warnings for volumes (all on ``brain_mask``'s grid) whose tissue contrast contradicts their sequence.
+
+    ``tissues_of(brain_mask)`` gives the white, grey and fluid regions (e.g.
+    :func:`TumorSegLib.clinical.tissues.atlas_tissues`); it is called only for a brain-sized mask.
+    """
+    brain = brain_mask.array > 0
+    if brain.sum() * brain_mask.voxel_volume_ml < MIN_BRAIN_ML:
+        return []
+    tissues = tissues_of(brain_mask)
+    findings = []
+    for key, volume in volumes.items():
+        contrast = tissue_contrast(volume, tissues, brain & (volume.array != 0))
+        if contrast is not None:
+            findings += contrast_findings(key, contrast)
+    return findings
