@@ -17,7 +17,8 @@ from .labels import Label
 from .volume import Volume
 
 __all__ = ["VOLUME_NEEDS", "not_assessed", "why_not_assessed", "recorded_not_assessed", "recorded_too_little_ml",
-           "unreported_enhancement", "without_unseen_oedema", "still_not_assessed", "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
+           "unreported_enhancement", "without_unseen_oedema", "still_not_assessed", "still_unassessed_why",
+           "NOT_ASSESSED_WITHOUT_T2_FLAIR"]
 
 # Volume key -> the sequences of which at least one is needed to see it, and the short reason when none is given.
 VOLUME_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -26,6 +27,7 @@ VOLUME_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "ED": (("t2", "flair"), "no T2/FLAIR"),
     "WT": (("t2", "flair"), "no T2/FLAIR"),
 }
+_UNDER_REPORTING_MINIMUM = "under the model's reporting minimum"  # in the reason, which follow-up records keep
 NOT_ASSESSED_WITHOUT_T2_FLAIR = ("no T2 or FLAIR: oedema cannot be seen, so oedema and the whole tumour's extent "
                                  "are not reported; the label map holds the tumour core only")
 
@@ -60,7 +62,7 @@ def unreported_enhancement(too_little_ml: float) -> dict[str, str]:
     model's least total), else ``{}``: for a follow-up, that visit's enhancing disease is not known to be gone."""
     if too_little_ml <= 0:
         return {}
-    return {"ET": f"{too_little_ml:.1f} mL enhancing, under the model's reporting minimum: review the T1c"}
+    return {"ET": f"{too_little_ml:.1f} mL enhancing, {_UNDER_REPORTING_MINIMUM}: review the T1c"}
 
 
 def without_unseen_oedema(labels: Volume, sequences: Iterable[str]) -> Volume:
@@ -69,6 +71,15 @@ def without_unseen_oedema(labels: Volume, sequences: Iterable[str]) -> Volume:
     if "ED" not in not_assessed(sequences):
         return labels
     return labels.with_array(np.where(labels.array == Label.ED, 0, labels.array).astype(labels.array.dtype))
+
+
+def still_unassessed_why(why: Mapping[str, str], drawn: Iterable[str]) -> dict[str, str]:
+    """``why`` (volume key: reason) less what a reader has since drawn: oedema (as :func:`still_not_assessed`),
+    and enhancing tumour the AI left unreported as too little (the reader who drew it has reviewed the T1c);
+    enhancing tumour without T1c stays unassessed."""
+    drawn = set(drawn)
+    return {key: why[key] for key in still_not_assessed(why, drawn)
+            if not (key == "ET" and "ET" in drawn and _UNDER_REPORTING_MINIMUM in why[key])}
 
 
 def still_not_assessed(not_assessed_keys: Iterable[str], edited: Iterable[str]) -> list[str]:

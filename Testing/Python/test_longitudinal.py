@@ -479,3 +479,23 @@ def test_a_follow_up_whose_enhancement_was_too_little_to_report_is_not_read_as_g
     assert rows["2024-01-10"]["ET_ml"] > 0
     assert rows["2024-04-10"]["category"] == "NE" and rows["2024-04-10"]["ET_ml"] is None
     assert "reporting minimum" in rows["2024-04-10"]["category_reasons"]
+
+
+def test_enhancing_tumour_a_reader_drew_after_the_ai_left_too_little_is_assessed(tmp_path):
+    # The AI left 1.4 mL unreported; a reader reviewed the T1c and drew enhancing tumour in the visit's label map:
+    # that ET is the reader's finding and is measured, as the Slicer tracker does. Without T1c it never is.
+    visits = tmp_path / "visits"
+    for name, labels, enhancement, why in (
+            ("2024-01-10", disc_labels(14), {"too_little_ml": 0.0}, {}),
+            ("2024-04-10", disc_labels(12), {"too_little_ml": 1.4}, {}),
+            ("2024-07-10", disc_labels(12), {}, {"NCR": "no T1c", "ET": "no T1c"})):
+        (visits / name).mkdir(parents=True)
+        write_volume(labels, visits / name / "labels.nii.gz")
+        (visits / name / "labels.json").write_text(json.dumps({
+            "model": "m", "volumes_ml": {}, "output": "labels.nii.gz", "not_assessed": sorted(why),
+            "not_assessed_why": why, "enhancement": {"assessed": True, **enhancement}}))
+    build_timeline(visits, tmp_path / "out")
+    rows = {row["timepoint"]: row for row in run_track(tmp_path / "out" / "timeline.json",
+                                                       register_visits=False)["rows"]}
+    assert rows["2024-04-10"]["ET_ml"] > 0 and rows["2024-04-10"]["category"] != "NE"
+    assert rows["2024-07-10"]["ET_ml"] is None and rows["2024-07-10"]["category"] == "NE"

@@ -37,7 +37,7 @@ from typing import Any
 from ..export import atomic_write
 from ..labels import VOLUME_KEYS, LabelConvention
 from ..sequences import SEQUENCES
-from ..support import still_not_assessed
+from ..support import still_unassessed_why
 from ..volume import PathLike
 from .measurements import TimepointMeasurements
 from .rano import Assessment, ClinicalStatus, SteroidChange
@@ -107,10 +107,11 @@ class Timepoint:
     not_assessed: dict[str, str] = field(default_factory=dict)
 
     def unassessed(self) -> dict[str, str]:
-        """The volumes this visit cannot report, with why: :attr:`not_assessed` less oedema a reader drew (the
-        segmentation holds oedema although its images had no T2/FLAIR, as in :func:`support.still_not_assessed`)."""
-        drawn = ["ED"] if self.measurements is not None and self.measurements.volumes_ml.get("ED", 0.0) > 0 else []
-        return {key: self.not_assessed[key] for key in still_not_assessed(self.not_assessed, drawn)}
+        """The volumes this visit cannot report, with why: :attr:`not_assessed` less what a reader drew (oedema
+        although the images had no T2/FLAIR; enhancing tumour where the AI left too little unreported), as in
+        :func:`support.still_unassessed_why`."""
+        volumes = self.measurements.volumes_ml if self.measurements is not None else {}
+        return still_unassessed_why(self.not_assessed, [key for key in ("ED", "ET") if volumes.get(key, 0.0) > 0])
 
     def to_dict(self, folder: Path | None = None, include_measurements: bool = True) -> dict:
         """JSON-ready dict; paths relative to ``folder`` when given (and on the same drive)."""

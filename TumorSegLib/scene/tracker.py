@@ -24,7 +24,7 @@ from ..longitudinal import (
     timeline_rows,
     write_table_csv,
 )
-from ..support import unreported_enhancement, why_not_assessed
+from ..support import still_unassessed_why, unreported_enhancement, why_not_assessed
 from ..volume import Volume
 from .nodes import sitk_from_transform_node, transform_node_from_sitk, volume_from_node
 from .results import UNREPORTED_ENHANCEMENT_ATTRIBUTE, ai_not_assessed
@@ -275,7 +275,6 @@ def _not_assessed(segmentation_node, volumes_ml: dict) -> dict[str, str]:
     """What the visit's AI run could not show, with why, and enhancing tumour it left unreported (too little in
     all) unless a reader has since drawn enhancing tumour on the node."""
     unseen = why_not_assessed(ai_not_assessed(segmentation_node))
-    if volumes_ml.get("ET"):
-        return unseen
     unreported_ml = float(segmentation_node.GetAttribute(UNREPORTED_ENHANCEMENT_ATTRIBUTE) or 0.0)
-    return {**unreported_enhancement(unreported_ml), **unseen}
+    return still_unassessed_why({**unreported_enhancement(unreported_ml), **unseen},
+                                ["ET"] if volumes_ml.get("ET") else [])
