@@ -25,6 +25,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from nested_choice import chosen_on_other_folds  # beside this script
 from scipy import ndimage
 
 from TumorSegLib.clinical.bias import n4_bias_correction
@@ -171,16 +172,14 @@ def chosen_inside_cv(table: list[dict], folds: list[list[str]]) -> dict:
     """The rule chosen by the objective on four folds' cases, scored on the fifth's, pooled over the folds: what
     choosing a rule on these cases is worth on cases it was not chosen on."""
     fold_of = {case: k for k, fold in enumerate(folds) for case in fold}
-    in_fold = [np.array([fold_of.get(case) == k for case in table[0]["cases"]]) for k in range(len(folds))]
+    column = lambda row, name, mask: np.array(row[name])[mask]  # noqa: E731
+    objective = lambda row, mask: summarise(column(row, "original_et_dice", mask),  # noqa: E731
+                                            column(row, "false_et_ml", mask))["objective"]
     et_dice, false_et_ml, chosen = [], [], []
-    for held in in_fold:
-        if not held.any():
-            continue
-        best = max(table, key=lambda row: summarise(np.array(row["original_et_dice"])[~held],
-                                                    np.array(row["false_et_ml"])[~held])["objective"])
+    for _, best, held in chosen_on_other_folds(table, [fold_of.get(case) for case in table[0]["cases"]], objective):
         chosen.append(best["rule"])
-        et_dice += list(np.array(best["original_et_dice"])[held])
-        false_et_ml += list(np.array(best["false_et_ml"])[held])
+        et_dice += list(column(best, "original_et_dice", held))
+        false_et_ml += list(column(best, "false_et_ml", held))
     return {**summarise(et_dice, false_et_ml), "chosen_per_fold": chosen}
 
 

@@ -111,6 +111,7 @@ def flair_growth_rules(wt_probability: np.ndarray, flair: np.ndarray) -> dict[tu
 def tune_flair_growth(cv: Path, cases: dict) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from enhancement_study import case_images  # N4-corrected as the pipeline gives them to the network
+    from nested_choice import chosen_on_other_folds
 
     spec = get_model()
     fold_of = {case: k for k, fold in enumerate(json.loads((MODELS_DIR / "training" / "folds.json").read_text())
@@ -128,11 +129,10 @@ def tune_flair_growth(cv: Path, cases: dict) -> None:
     means = sorted(((float(np.mean(list(v.values()))), rule) for rule, v in scores.items()), key=lambda m: -m[0])
     for mean, rule in means[:10] + [m for m in means if m[1] == "none"]:
         print(f"{rule}: WT Dice {mean:.4f}")
-    nested = []
-    for k in sorted(set(fold_of.values())):
-        train = [c for c in scores["none"] if fold_of[c] != k]
-        chosen = max(scores, key=lambda rule: np.mean([scores[rule][c] for c in train]))
-        nested += [scores[chosen][c] for c in scores["none"] if fold_of[c] == k]
+    nested, scored = [], list(scores["none"])
+    mean_on = lambda rule, mask: np.mean([scores[rule][c] for c, inside in zip(scored, mask) if inside])  # noqa: E731
+    for k, chosen, held in chosen_on_other_folds(list(scores), [fold_of[c] for c in scored], mean_on):
+        nested += [scores[chosen][c] for c, inside in zip(scored, held) if inside]
         print(f"fold {k}: chosen on the other folds {chosen}")
     print(f"chosen inside cross-validation: WT Dice {np.mean(nested):.4f} "
           f"(no growth {np.mean(list(scores['none'].values())):.4f})")
