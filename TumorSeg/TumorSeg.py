@@ -193,7 +193,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._show(self.logic.session.poll(self._parameterNode))
 
     def _show(self, status):
-        """Progress and status line of the run (the timer polls while it runs), and its error if it failed."""
+        """Progress and status line of the run (the timer polls while it runs), then its error or warnings."""
         if status is None:
             return False
         self.ui.progressBar.value = int(100 * status.progress)
@@ -201,8 +201,8 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not status.running:
             self._timer.stop()
             self._updateGUI()
-        if status.error:
-            slicer.util.errorDisplay("TumorSeg failed; the scene was left unchanged.", detailedText=status.error)
+        for kind, arguments in status.dialogs():  # a failure's error, a finished run's input warnings
+            getattr(slicer.util, f"{kind}Display")(**arguments)
         return status.running
 
     def _attempt(self, failure: str, action, *args):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..options import SegmentOptions
 from ..sequences import SEQUENCES
@@ -29,7 +30,7 @@ from .run import SegmentationRun
 from .segments import export_segmentation, result_reference_volume, revert_segment
 from .tracker import LongitudinalTracker
 
-__all__ = ["UNKNOWN", "RunStatus", "SceneSession"]
+__all__ = ["UNKNOWN", "RunStatus", "finished_status", "SceneSession"]
 
 _VOLUME_FIELDS = tuple(f"{key}Volume" for key in SEQUENCES)
 
@@ -55,12 +56,34 @@ def _modifying(parameters):
 
 @dataclass(frozen=True)
 class RunStatus:
-    """What a front end shows about the background run: progress bar, status line, and an error to display."""
+    """What a front end shows about the background run: progress bar, status line, and its dialogs."""
 
     running: bool
     progress: float
     message: str
     error: str = ""  # details of a failure (the process's error text), empty when none
+    warnings: tuple[str, ...] = ()  # the input checks' findings of a finished run, to be read before its result
+
+    def dialogs(self) -> list[tuple[str, dict[str, str]]]:
+        """(kind, arguments) of the message boxes to show: a failure's error, a finished run's input warnings
+        (``slicer.util.errorDisplay`` / ``warningDisplay``)."""
+        shown = []
+        if self.error:
+            shown.append(("error", {"text": "TumorSeg failed; the scene was left unchanged.", "detailedText": self.error}))
+        if self.warnings:
+            shown.append(("warning", {"text": "Check the inputs before trusting this result:\n\n"
+                                      + "\n\n".join(self.warnings), "windowTitle": "TumorSeg input warnings"}))
+        return shown
+
+
+def finished_status(summary: Mapping[str, Any]) -> RunStatus:
+    """The status of a run brought into the scene: its time and device, then its input findings before anything
+    else (a wrong input makes a confident-looking result wrong), then what to review first."""
+    warnings = tuple(finding["message"] for finding in summary.get("qa", []))
+    lead = f"Input warnings ({len(warnings)}): read them first. " if warnings else ""
+    review = review_first(summary.get("uncertainty", {}))
+    return RunStatus(False, 1.0, f"Done in {summary['timings_s'].get('total', 0):.0f} s on {summary['device']}. "
+                     + lead + (review or "Review the uncertainty, then correct the segments."), warnings=warnings)
 
 
 def _known(value: str | None) -> str | None:
@@ -172,9 +195,7 @@ class SceneSession:
             summary = self.finish_run(run, parameters)
         except Exception as error:  # reading the results failed: the scene is unchanged (import_results)
             return RunStatus(False, 1.0, f"Failed: could not load the results: {error}", repr(error))
-        review = review_first(summary.get("uncertainty", {}))
-        return RunStatus(False, 1.0, f"Done in {summary['timings_s'].get('total', 0):.0f} s on {summary['device']}. "
-                         + (review or "Review the uncertainty, then correct the segments."))
+        return finished_status(summary)
 
     def finish_run(self, run: SegmentationRun, parameters) -> dict:
         """Bring a finished run's results into the scene and select them; returns the run's summary."""
