@@ -1,7 +1,7 @@
 """Does the input check tell a wrong sequence in a slot? Measured on the shared BraTS cases, for the model card.
 
 For every case: the tissue contrast of each sequence in the atlas regions (:mod:`TumorSegLib.qa.weighting`) and
-the T1 rank correlations (:func:`TumorSegLib.qa.sequences.t1_correlations`), printed so the thresholds can be
+the T1 rank correlations (:func:`TumorSegLib.qa.weighting.t1_correlations`), printed so the thresholds can be
 set beyond the most extreme correct volume; then every wrong assignment, "X given as Y" for two different
 sequences, checked two ways:
 
@@ -30,7 +30,7 @@ import numpy as np
 from TumorSegLib.clinical.tissues import atlas_tissues
 from TumorSegLib.intensity import foreground_mask
 from TumorSegLib.qa import check_sequences
-from TumorSegLib.qa.weighting import contrast_findings, tissue_contrast
+from TumorSegLib.qa.weighting import _unlike_t1, contrast_findings, t1_correlations, tissue_contrast
 from TumorSegLib.sequences import SEQUENCES
 from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
@@ -47,17 +47,14 @@ def study_case(files: dict[str, Path]) -> dict:
     contrast = {key: tissue_contrast(v, tissues, brain & (v.array != 0)) for key, v in volumes.items()}
 
     def study_codes(assigned: dict) -> list[str]:
-        findings = check_sequences(assigned)
+        findings = check_sequences(assigned) + _unlike_t1(assigned, brain)
         for slot, volume in assigned.items():
             own = contrast[next(k for k, v in volumes.items() if v is volume)]
             findings += contrast_findings(slot, own) if own is not None else []
         return sorted({f.code for f in findings} & SEQUENCE_FINDINGS)
 
-    from TumorSegLib.qa.sequences import _in_brain, _zscore, t1_correlations  # the check's own mask and scaling
-
-    mask = np.logical_and.reduce([_in_brain(v) for v in volumes.values()])
     row = {"contrast": {k: (c.as_dict() if c else None) for k, c in contrast.items()},
-           "t1_correlations": t1_correlations({k: _zscore(v.array, mask) for k, v in volumes.items()}, mask),
+           "t1_correlations": t1_correlations(volumes, brain),
            "correct": study_codes(volumes), "alone": {}, "swapped": {}}
     for image, slot in itertools.permutations(SEQUENCES, 2):
         own = contrast[image]

@@ -3,9 +3,9 @@
 Errors stop the run before any heavy step; warnings are reported with the result. :mod:`.image`: 2D or
 tiny volumes, NaN/infinite or constant images, broken orientation metadata, extreme anisotropy, images that
 are not brain MRI (CT numbers, field of view, a label map, noise). :mod:`.sequences`: one image given twice,
-swapped T2/FLAIR or T1/T1c, a T1c or T2 unlike the T1. :mod:`.weighting`: a volume whose tissue contrast is
-another sequence's (a T2 given as the T1c). :mod:`.brain`: mixed skull stripping, implausible brain or tumour
-volume.
+swapped T2/FLAIR or T1/T1c. :mod:`.weighting` (inside the brain): a volume whose tissue contrast is another
+sequence's (a T2 given as the T1c), a T1c or T2 unlike the T1. :mod:`.brain`: mixed skull stripping,
+implausible brain or tumour volume.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Checks across the sequences of one study on one grid: swapped, identical or near-identical sequences, and
-sequences that do not relate to the T1 as they should."""
+"""Checks across the sequences of one study on one grid: swapped, identical or near-identical sequences."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import itertools
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import ndimage, stats
 
 from ..volume import Volume
 from .report import Finding, Severity, display_name
@@ -21,10 +19,6 @@ SWAP_RATIO = 1.0
 # Intensity correlation inside the brain above which two sequences are one image given twice (the most similar
 # real pair of the shared cases, a T1 and its T1c, reached 0.88).
 NEAR_IDENTICAL = 0.98
-# Rank correlation with the T1 inside the brain. On the 29 shared cases a T1c followed its T1 (0.32 to 0.89) and a
-# T2 went against it (-0.83 to -0.08); the other sequences given in their place do the opposite.
-T1_T1C_MIN_CORRELATION = 0.1
-T1_T2_MAX_CORRELATION = 0.15
 _name = display_name
 
 
@@ -77,33 +71,9 @@ def _swaps(z: Mapping[str, np.ndarray], mask: np.ndarray) -> list[Finding]:
     return findings
 
 
-def t1_correlations(z: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
-    """Spearman correlation of the T1 with the T1c and the T2 (those given) inside ``mask``."""
-    inside = ndimage.binary_erosion(mask, iterations=3)  # the brain edge is dark on every sequence
-    sample = {key: array[inside][::7] for key, array in z.items()}
-    return {key: float(stats.spearmanr(sample["t1"], sample[key])[0]) for key in ("t1c", "t2")
-            if "t1" in sample and key in sample and sample[key].size > 100}
-
-
-def _unlike_t1(z: Mapping[str, np.ndarray], mask: np.ndarray) -> list[Finding]:
-    correlations = t1_correlations(z, mask)
-    findings = []
-    if correlations.get("t1c", 1.0) < T1_T1C_MIN_CORRELATION:
-        findings.append(Finding(
-            Severity.WARNING, "t1c_unlike_t1", f"the {_name('t1c')} volume does not follow the T1 (rank correlation "
-            f"{correlations['t1c']:+.2f}; a T1 and its contrast-enhanced T1 correlate at 0.3 or more): one of them is "
-            "another sequence; check which series was given as T1 and as T1c", "t1c"))
-    if correlations.get("t2", -1.0) > T1_T2_MAX_CORRELATION:
-        findings.append(Finding(
-            Severity.WARNING, "t2_like_t1", "the T2 volume follows the T1 (rank correlation "
-            f"{correlations['t2']:+.2f}; a T2 goes against a T1, about -0.1 or lower): one of them is another sequence; check which series was "
-            "given as T1 and as T2", "t2"))
-    return findings
-
-
 def check_sequences(volumes: Mapping[str, Volume]) -> list[Finding]:
     """Checks across sequences on one grid: one image given twice (identical or nearly), T2/FLAIR and T1/T1c
-    swaps, a T1c or T2 that correlates with the T1 the wrong way."""
+    swaps."""
     shapes = {v.shape for v in volumes.values()}
     if len(shapes) != 1:
         return []  # judged voxel by voxel: only on a common grid
@@ -113,5 +83,4 @@ def check_sequences(volumes: Mapping[str, Volume]) -> list[Finding]:
     duplicates = _duplicates(volumes, mask)
     if duplicates:
         return duplicates  # a swap check between copies of one image says nothing
-    z = {key: _zscore(v.array, mask) for key, v in volumes.items()}
-    return _swaps(z, mask) + _unlike_t1(z, mask)
+    return _swaps({key: _zscore(v.array, mask) for key, v in volumes.items()}, mask)
