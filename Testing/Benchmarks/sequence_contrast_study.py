@@ -30,7 +30,7 @@ import numpy as np
 from TumorSegLib.clinical.tissues import atlas_tissues
 from TumorSegLib.intensity import foreground_mask
 from TumorSegLib.qa import check_sequences
-from TumorSegLib.qa.weighting import _unlike_t1, contrast_findings, t1_correlations, tissue_contrast
+from TumorSegLib.qa.weighting import contrast_findings, t1_correlations, t1_relation_findings, tissue_contrast
 from TumorSegLib.sequences import SEQUENCES
 from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
@@ -47,7 +47,7 @@ def study_case(files: dict[str, Path]) -> dict:
     contrast = {key: tissue_contrast(v, tissues, brain & (v.array != 0)) for key, v in volumes.items()}
 
     def study_codes(assigned: dict) -> list[str]:
-        findings = check_sequences(assigned) + _unlike_t1(assigned, brain)
+        findings = check_sequences(assigned) + t1_relation_findings(assigned, brain)
         for slot, volume in assigned.items():
             own = contrast[next(k for k, v in volumes.items() if v is volume)]
             findings += contrast_findings(slot, own) if own is not None else []

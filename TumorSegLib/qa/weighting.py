@@ -20,7 +20,8 @@ from scipy import ndimage, stats
 from ..volume import Volume
 from .report import Finding, Severity, display_name
 
-__all__ = ["TissueContrast", "tissue_contrast", "contrast_findings", "t1_correlations", "check_weighting"]
+__all__ = ["TissueContrast", "tissue_contrast", "contrast_findings", "t1_correlations", "t1_relation_findings",
+           "check_weighting"]
 
 # Differences of region medians in units of the brain's interquartile range. On the 29 shared cases a correct
 # T1 or T1c had white minus grey 0.15 to 0.87 and fluid minus white -2.4 to 0.31, a FLAIR fluid minus white up to
@@ -98,13 +99,17 @@ def t1_correlations(volumes: Mapping[str, Volume], brain: np.ndarray) -> dict[st
     inside = ndimage.binary_erosion(brain, iterations=3) & (volumes["t1"].array != 0)
     correlations = {}
     for key in ("t1c", "t2"):
-        both = inside & (volumes[key].array != 0) if key in volumes else np.zeros(0, bool)  # not a slab's outside
+        if key not in volumes:
+            continue
+        both = inside & (volumes[key].array != 0)  # the outside of a slab says nothing
         if both.sum() > 1000:
-            correlations[key] = float(stats.spearmanr(volumes["t1"].array[both][::7], volumes[key].array[both][::7])[0])
+            first, second = volumes["t1"].array[both][::7], volumes[key].array[both][::7]
+            correlations[key] = float(stats.spearmanr(first, second)[0])
     return correlations
 
 
-def _unlike_t1(volumes: Mapping[str, Volume], brain: np.ndarray) -> list[Finding]:
+def t1_relation_findings(volumes: Mapping[str, Volume], brain: np.ndarray) -> list[Finding]:
+    """Warnings when, with a T1 given, the T1c goes against it or the T2 follows it."""
     correlations = t1_correlations(volumes, brain)
     findings = []
     if correlations.get("t1c", 1.0) < T1_T1C_MIN_CORRELATION:
@@ -132,7 +137,7 @@ def check_weighting(volumes: Mapping[str, Volume], brain_mask: Volume,
     if brain.sum() * brain_mask.voxel_volume_ml < MIN_BRAIN_ML:
         return []
     tissues = tissues_of(brain_mask)
-    findings = _unlike_t1(volumes, brain)
+    findings = t1_relation_findings(volumes, brain)
     for key, volume in volumes.items():
         contrast = tissue_contrast(volume, tissues, brain & (volume.array != 0))
         if contrast is not None:

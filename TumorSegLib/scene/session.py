@@ -69,7 +69,8 @@ class RunStatus:
         (``slicer.util.errorDisplay`` / ``warningDisplay``)."""
         shown = []
         if self.error:
-            shown.append(("error", {"text": "TumorSeg failed; the scene was left unchanged.", "detailedText": self.error}))
+            shown.append(("error", {"text": "TumorSeg failed; the scene was left unchanged.",
+                                    "detailedText": self.error}))
         if self.warnings:
             shown.append(("warning", {"text": "Check the inputs before trusting this result:\n\n"
                                       + "\n\n".join(self.warnings), "windowTitle": "TumorSeg input warnings"}))
