@@ -46,20 +46,22 @@ def study_case(files: dict[str, Path]) -> dict:
     tissues = atlas_tissues(reference.with_array(brain.astype(np.uint8)))
     contrast = {key: tissue_contrast(v, tissues, brain & (v.array != 0)) for key, v in volumes.items()}
 
-    def study_codes(assigned: dict) -> list[str]:
+    def study_codes(source_of: dict[str, str]) -> list[str]:
+        """Codes of the sequence findings when each slot holds the image of ``source_of[slot]``."""
+        assigned = {slot: volumes[source] for slot, source in source_of.items()}
         findings = check_sequences(assigned) + t1_relation_findings(assigned, brain)
-        for slot, volume in assigned.items():
-            own = contrast[next(k for k, v in volumes.items() if v is volume)]
-            findings += contrast_findings(slot, own) if own is not None else []
+        for slot, source in source_of.items():
+            findings += contrast_findings(slot, contrast[source]) if contrast[source] is not None else []
         return sorted({f.code for f in findings} & SEQUENCE_FINDINGS)
 
+    correct = {key: key for key in SEQUENCES}
     row = {"contrast": {k: (c.as_dict() if c else None) for k, c in contrast.items()},
            "t1_correlations": t1_correlations(volumes, brain),
-           "correct": study_codes(volumes), "alone": {}, "swapped": {}}
+           "correct": study_codes(correct), "alone": {}, "swapped": {}}
     for image, slot in itertools.permutations(SEQUENCES, 2):
         own = contrast[image]
         row["alone"][f"{image}_as_{slot}"] = bool(own is not None and contrast_findings(slot, own))
-        row["swapped"][f"{image}<->{slot}"] = study_codes({**volumes, slot: volumes[image], image: volumes[slot]})
+        row["swapped"][f"{image}<->{slot}"] = study_codes({**correct, slot: image, image: slot})
     return row
 
 

@@ -27,7 +27,11 @@ def _template_regions() -> tuple[Volume, Volume]:
     """(the template's smoothed brain mask, its region label map), made once: they never change."""
     template = mni_template()
     brain = template["brain"].array > 0.5
-    depth_mm = ndimage.distance_transform_edt(brain, sampling=template["brain"].spacing)
+    # the same distances on the brain's bounding box (and a margin of background): a third of the grid
+    inside = np.argwhere(brain)
+    box = tuple(slice(max(low - 1, 0), high + 2) for low, high in zip(inside.min(0), inside.max(0)))
+    depth_mm = np.zeros(brain.shape)
+    depth_mm[box] = ndimage.distance_transform_edt(brain[box], sampling=template["brain"].spacing)
     grey, white = template["gm"].array, template["wm"].array
     fluid = np.clip(1.0 - grey - white, 0.0, 1.0) * brain
     codes = np.zeros(brain.shape, np.uint8)
