@@ -50,7 +50,7 @@ def atlas_tissues(brain_mask: Volume) -> dict[str, np.ndarray]:
     template_brain, regions = _template_regions()
     patient_brain = brain_mask.with_array(ndimage.gaussian_filter((brain_mask.array > 0).astype(np.float32), 2.0))
     result = register(patient_brain, template_brain, kind="affine", working_spacing_mm=4.0, shrink_factors=(2, 1),
-                      smoothing_sigmas_mm=(4.0, 2.0))
+                      smoothing_sigmas_mm=(4.0, 2.0), samples_per_level=10000, max_iterations=100, min_step=0.005)
     codes = result.resample(regions, brain_mask, order=0).array
     return {name: codes == code for code, name in enumerate(_REGIONS, start=1)}
 

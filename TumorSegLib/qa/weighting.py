@@ -24,9 +24,9 @@ __all__ = ["TissueContrast", "tissue_contrast", "contrast_findings", "t1_correla
            "check_weighting"]
 
 # Differences of region medians in units of the brain's interquartile range. On the 29 shared cases a correct
-# T1 or T1c had white minus grey 0.15 to 0.87 and fluid minus white -2.4 to 0.31, a FLAIR fluid minus white up to
-# 0.47, a T2 fluid minus white 0.66 to 4.1 and white minus grey -0.73 to 0.08: each threshold leaves a margin of
-# at least 0.2 beyond them, since other scanners will spread them further.
+# T1 or T1c had white minus grey 0.14 to 0.87 and fluid minus white -2.4 to 0.31, a FLAIR fluid minus white up to
+# 0.46, a T2 fluid minus white 0.70 to 4.0 and white minus grey -0.72 to 0.08: each threshold leaves a margin of
+# about 0.2 or more beyond them, since other scanners will spread them further.
 T1_WEIGHTED_MIN_WHITE_MINUS_GREY = -0.05
 FLUID_SUPPRESSED_MAX_FLUID_MINUS_WHITE = 0.8
 T2_MIN_FLUID_MINUS_WHITE = 0.0
