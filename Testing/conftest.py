@@ -15,7 +15,10 @@ SHARED_DATA = Path(os.environ.get("TUMORSEG_SHARED_DATA", ROOT.parent / "shared"
 def pytest_configure(config):
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # pytest-xdist runs the test files on several worker processes (pyproject's addopts): each takes its share of
+    # the cores, since torch's OpenMP threads slow everything down when there are more than cores.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")

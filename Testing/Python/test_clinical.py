@@ -232,36 +232,44 @@ def test_uncertainty_rises_when_sequences_are_missing(synthetic_case_files):
 
     images = {key: read_volume(synthetic_case_files[key]) for key in ("t1", "t1c", "t2", "flair")}
     predictor = Predictor(get_model(), "cpu", members=[1, 2])
-    options = UncertaintyOptions(methods="ensemble", samples=2)
-    complete = segment(images, predictor=predictor, uncertainty=options)
-    t1c_only = segment({"t1c": images["t1c"]}, predictor=predictor, uncertainty=options)
+    options, without_n4 = UncertaintyOptions(methods="ensemble", samples=2), ClinicalOptions(n4=False)
+    complete = segment(images, predictor=predictor, uncertainty=options, clinical=without_n4)
+    t1c_only = segment({"t1c": images["t1c"]}, predictor=predictor, uncertainty=options, clinical=without_n4)
     assert t1c_only.summary()["sequences_missing"] == ["t1", "t2", "flair"]
     tumour = (complete.labels.array > 0) | (t1c_only.labels.array > 0)
     epistemic = [float(r.uncertainty.mutual_information.array[tumour].mean()) for r in (complete, t1c_only)]
     assert epistemic[1] > 2 * epistemic[0], epistemic
 
 
-@pytest.mark.parametrize("threads", [1, 4])
-def test_brain_extraction_and_segmentation_do_not_depend_on_the_thread_count(synthetic_case, threads):
-    # The same input must give the same brain mask and labels on any machine (it once gave 468-494 mL).
+def _mask_and_labels_on(threads: int, head, images) -> tuple[np.ndarray, np.ndarray]:
+    """Brain mask of ``head`` and labels of ``images`` with torch and ITK on ``threads`` threads."""
     import torch
 
-    brain = synthetic_case.images["t1"].array > 0
-    head = add_synthetic_head(synthetic_case.images["t1"], brain, "t1")
     torch_threads, itk_threads = torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     try:
-        results = []
-        for count in (2, threads):
-            torch.set_num_threads(count)
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
-            mask = extract_brain(head).mask.array
-            labels = segment({"t1c": synthetic_case.images["t1c"], "flair": synthetic_case.images["flair"]},
-                             "brats18-segresnet8", "cpu").labels.array
-            results.append((mask, labels))
+        torch.set_num_threads(threads)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+        return extract_brain(head).mask.array, segment(images, "brats18-segresnet8", "cpu").labels.array
     finally:
         torch.set_num_threads(torch_threads)
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
-    assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])
+
+
+@pytest.fixture(scope="module")
+def thread_count_case(synthetic_case):
+    """A head around the sample's brain, its T1c and FLAIR, and their mask and labels on two threads."""
+    brain = synthetic_case.images["t1"].array > 0
+    head = add_synthetic_head(synthetic_case.images["t1"], brain, "t1")
+    images = {key: synthetic_case.images[key] for key in ("t1c", "flair")}
+    return head, images, _mask_and_labels_on(2, head, images)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_brain_extraction_and_segmentation_do_not_depend_on_the_thread_count(thread_count_case, threads):
+    # The same input must give the same brain mask and labels on any machine (it once gave 468-494 mL).
+    head, images, (mask, labels) = thread_count_case
+    other_mask, other_labels = _mask_and_labels_on(threads, head, images)
+    assert np.array_equal(mask, other_mask) and np.array_equal(labels, other_labels)
 
 
 def test_the_mni_template_is_read_as_nilearn_reads_it():

@@ -236,7 +236,7 @@ def test_segment_study_writes_a_valid_seg_sr_map_and_report_for_a_real_case(shar
                                "segmentation": str(case / f"{case.name}_seg.nii.gz")}]}
     (tmp_path / "timeline.json").write_text(json.dumps(earlier))
     out = tmp_path / "out"
-    assert main(["segment", "--study", str(tmp_path / "study"), "-o", str(out), "--model", "brats18-segresnet8",
+    assert main(["segment", "--study", str(tmp_path / "study"), "-o", str(out), "--model", "brats18-segresnet8", "--no-n4",
                  "--timeline", str(tmp_path / "timeline.json")]) == 0
     printed = capsys.readouterr().out
     assert "T1c (contrast)  <- #" in printed and "ignored" in printed

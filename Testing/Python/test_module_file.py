@@ -316,11 +316,12 @@ def test_logic_assigns_runs_shows_and_exports(module, slicer_app, synthetic_case
     parameters.modelId = "brats18-segresnet8"
     parameters.device = "cpu"
     parameters.skullStrip = "off"  # the synthetic sample is skull-stripped; "auto" would decide the same
+    parameters.biasCorrection = False  # the quicker run; the unticked box must reach the command
     run = logic.session.start_run(parameters)
     state = run.runner.wait(timeout=600)
     assert state.return_code == 0, run.error_message()
     summary = logic.session.finish_run(run, parameters)
-    assert summary["model"] == "brats18-segresnet8"
+    assert summary["model"] == "brats18-segresnet8" and summary["n4_bias_correction"] is False
     assert parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 3
     assert parameters.resultsTable.GetNumberOfRows() == 5
 
