@@ -26,7 +26,7 @@ from TumorSegLib.volume import read_volume
 MODEL = "brats18-segresnet8"
 # What the batch runs are checked for (scheduling, resuming, outputs equal to `tumorseg segment`) does not depend on
 # N4, so the runs skip it (a third of a one-network run): the segment options pass through to every case as given.
-FAST = ["--model", MODEL, "--device", "cpu", "--no-n4"]
+RUN_OPTIONS = ["--model", MODEL, "--device", "cpu", "--no-n4"]
 SEQUENCE_SUFFIXES = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
 
 
@@ -216,7 +216,7 @@ def test_a_batch_survives_a_killed_worker_isolates_a_bad_case_and_matches_tumors
     output, killed = tmp_path / "out", []
     cases = discover_cases(cohort)
     watcher = []
-    report = run_batch(cases, output, FAST, plan_cluster(None, "cpu", scheduler),
+    report = run_batch(cases, output, RUN_OPTIONS, plan_cluster(None, "cpu", scheduler),
                        scheduler=scheduler, on_start=lambda _: watcher.append(kill_a_worker_mid_case(client, output,
                                                                                                    killed)))
     watcher[0].join(timeout=5)
@@ -234,7 +234,7 @@ def test_a_batch_survives_a_killed_worker_isolates_a_bad_case_and_matches_tumors
     files = {key: cohort / "Synth_2" / f"Synth_2_{suffix}.nii.gz" for key, suffix in SEQUENCE_SUFFIXES.items()}
     single = tmp_path / "single" / "Synth_2_seg.nii.gz"
     assert main(["segment", *sum(([f"--{k}", str(p)] for k, p in files.items()), []), "-o", str(single),
-                 *FAST]) == 0
+                 *RUN_OPTIONS]) == 0
     batch_labels = output / "Synth_2" / "Synth_2_tumorseg.nii.gz"
     assert np.array_equal(read_volume(batch_labels).array, read_volume(single).array)
     summary = json.loads((output / "Synth_2" / "Synth_2_tumorseg.json").read_text())
@@ -243,14 +243,14 @@ def test_a_batch_survives_a_killed_worker_isolates_a_bad_case_and_matches_tumors
 
     # A rerun does nothing; a changed output and a case finished but never journaled (the client killed in
     # between) are made again, the earlier folder moved aside, never deleted.
-    again = run_batch(cases, output, FAST, plan_cluster(None, "cpu", scheduler),
+    again = run_batch(cases, output, RUN_OPTIONS, plan_cluster(None, "cpu", scheduler),
                       scheduler=scheduler)
     assert sorted(again.skipped) == ["Synth_1", "Synth_2", "Synth_3"] and again.kept_failed == ["Broken_1"]
     (output / "Synth_1" / "Synth_1_tumorseg.nii.gz").write_bytes(b"edited by hand")
     lines = (output / JOURNAL_FILE).read_text().splitlines()
     (output / JOURNAL_FILE).write_text("\n".join(line for line in lines if '"Synth_3"' not in line) + "\n")
     (output / ".staging" / "Synth_3-deadbeef").mkdir(parents=True)  # half-written by the killed run
-    resumed = run_batch(cases, output, FAST, plan_cluster(None, "cpu", scheduler),
+    resumed = run_batch(cases, output, RUN_OPTIONS, plan_cluster(None, "cpu", scheduler),
                         scheduler=scheduler, retry_failed=True)
     assert sorted(resumed.done) == ["Synth_1", "Synth_3"] and resumed.skipped == ["Synth_2"]
     assert resumed.failed == ["Broken_1"] and not (output / ".staging").exists()
@@ -265,7 +265,7 @@ def test_uncertainty_maps_and_the_report_per_case_land_in_the_case_folder(cohort
     only.mkdir()
     (only / "Synth_1").symlink_to(cohort / "Synth_1", target_is_directory=True)
     output = tmp_path / "out"
-    assert main(["batch", str(only), "-o", str(output), "--scheduler", scheduler, *FAST, "--uncertainty",
+    assert main(["batch", str(only), "-o", str(output), "--scheduler", scheduler, *RUN_OPTIONS, "--uncertainty",
                  "--uncertainty-samples", "2", "--report", "--no-progress"]) == 0
     case = output / "Synth_1"
     summary = json.loads((case / "Synth_1_tumorseg.json").read_text())
@@ -294,7 +294,7 @@ def test_shared_cases_from_a_manifest_and_a_dicom_study_run_on_a_local_cluster(s
         writer.writerow([names[0], *(str(paths[names[0]][k]) for k in SEQUENCE_SUFFIXES), "", "2018-05-01"])
         writer.writerow(["dicom_case", "", "", "", "", "study", ""])
     output = tmp_path / "out"
-    assert main(["batch", str(manifest), "-o", str(output), *FAST, "--workers", "2",
+    assert main(["batch", str(manifest), "-o", str(output), *RUN_OPTIONS, "--workers", "2",
                  "--no-progress"]) == 0
     assert "done 2, failed 0" in capsys.readouterr().out
     summary = json.loads((output / names[0] / f"{names[0]}_tumorseg.json").read_text())
@@ -305,7 +305,7 @@ def test_shared_cases_from_a_manifest_and_a_dicom_study_run_on_a_local_cluster(s
                                                                                           for n in dicom_outputs)
     table = {row["case_id"]: row for row in csv.DictReader((output / COHORT_FILE).open())}
     assert table[names[0]]["visit_date"] == "2018-05-01" and float(table["dicom_case"]["WT_ml"]) > 10
-    assert main(["batch", str(manifest), "-o", str(output), *FAST, "--workers", "1",
+    assert main(["batch", str(manifest), "-o", str(output), *RUN_OPTIONS, "--workers", "1",
                  "--no-progress"]) == 0
     assert "done 0, failed 0, already done 2" in capsys.readouterr().out
     shutil.rmtree(output)

@@ -20,7 +20,7 @@ from TumorSegLib.cli import main
 from TumorSegLib.volume import read_volume, write_volume
 
 FAST = ["--model", "brats18-segresnet8", "--device", "cpu"]
-# Runs whose subject comes before the images are corrected (what is refused, warned about, kept or recorded) skip N4;
+# Runs whose subject comes before the images are corrected (what is refused, warned about or kept) skip N4;
 # those comparing volumes with the clean run keep it, as the clean run does.
 NO_N4 = "--no-n4"
 SEQUENCES = ("t1", "t1c", "t2", "flair")
