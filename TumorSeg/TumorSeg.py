@@ -201,7 +201,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not status.running:
             self._timer.stop()
             self._updateGUI()
-        for kind, arguments in status.dialogs():  # a failure's error, a finished run's input warnings
+        for kind, arguments in status.dialogs():  # a failure's error, a finished run's warnings
             getattr(slicer.util, f"{kind}Display")(**arguments)
         return status.running
 

@@ -76,11 +76,11 @@ def test_input_findings_lead_the_finished_status_and_fill_a_dialog():
         {"severity": "warning", "code": "unexpected_contrast", "sequence": "t1c",
          "message": "the volume given as T1c (contrast) does not look like a T1c (contrast): ..."}]}
     status = finished_status(summary)
-    assert status.message.startswith("Done in 42 s on cpu. Input warnings (1): read them first.")
+    assert status.message.startswith("Done in 42 s on cpu. Warnings (1): read them first.")
     [(kind, dialog)] = status.dialogs()  # what the widget shows: every finding, in the dialog's text
     assert kind == "warning" and summary["qa"][0]["message"] in dialog["text"]
     clean = finished_status({**summary, "qa": []})
-    assert clean.warnings == () and "Input warnings" not in clean.message and clean.dialogs() == []
+    assert clean.warnings == () and "Warnings" not in clean.message and clean.dialogs() == []
 
 
 def test_cancel_mid_run_leaves_the_scene_exactly_as_it_was(slicer_app):

@@ -62,26 +62,28 @@ class RunStatus:
     progress: float
     message: str
     error: str = ""  # details of a failure (the process's error text), empty when none
-    warnings: tuple[str, ...] = ()  # the input checks' findings of a finished run, to be read before its result
+    warnings: tuple[str, ...] = ()  # a finished run's QA findings (inputs and result), to be read before the result
 
     def dialogs(self) -> list[tuple[str, dict[str, str]]]:
-        """(kind, arguments) of the message boxes to show: a failure's error, a finished run's input warnings
+        """(kind, arguments) of the message boxes to show: a failure's error, a finished run's warnings
         (``slicer.util.errorDisplay`` / ``warningDisplay``)."""
         shown = []
         if self.error:
             shown.append(("error", {"text": "TumorSeg failed; the scene was left unchanged.",
                                     "detailedText": self.error}))
         if self.warnings:
-            shown.append(("warning", {"text": "Check the inputs before trusting this result:\n\n"
-                                      + "\n\n".join(self.warnings), "windowTitle": "TumorSeg input warnings"}))
+            shown.append(("warning", {"text": "Read these before trusting this result:\n\n"
+                                      + "\n\n".join(self.warnings), "windowTitle": "TumorSeg warnings"}))
         return shown
 
 
 def finished_status(summary: Mapping[str, Any]) -> RunStatus:
-    """The status of a run brought into the scene: its time and device, then its input findings before anything
-    else (a wrong input makes a confident-looking result wrong), then what to review first."""
+    """The status of a run brought into the scene: its time and device, then its QA findings before anything
+    else (a wrong input makes a confident-looking result wrong; the result's own checks, e.g. enhancement not
+    confirmed, are not all about the input, so they are called warnings, not input warnings), then what to
+    review first."""
     warnings = tuple(finding["message"] for finding in summary.get("qa", []))
-    lead = f"Input warnings ({len(warnings)}): read them first. " if warnings else ""
+    lead = f"Warnings ({len(warnings)}): read them first. " if warnings else ""
     review = review_first(summary.get("uncertainty", {}))
     return RunStatus(False, 1.0, f"Done in {summary['timings_s'].get('total', 0):.0f} s on {summary['device']}. "
                      + lead + (review or "Review the uncertainty, then correct the segments."), warnings=warnings)
