@@ -19,6 +19,9 @@ def pytest_configure(config):
     # the cores, since torch's OpenMP threads slow everything down when there are more than cores.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    # Template-derived arrays (and the command-line runs the tests start) use a cache inside the project, not the
+    # user's home; tests of the cache itself point it at their own folder.
+    os.environ.setdefault("TUMORSEG_ATLAS_CACHE", str(ROOT / ".pytest_cache" / "tumorseg-atlas"))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from ..atlas import mni_template
+from ..atlas import derived_from_template, mni_template
 from ..intensity import foreground_mask
 from ..qa import Finding, check_weighting
 from ..registration import register
@@ -20,11 +20,15 @@ __all__ = ["atlas_tissues", "check_tissue_contrast"]
 
 
 _REGIONS = ("white", "grey", "fluid")  # disjoint: coded 1, 2, 3 in one label map
+# What makes a template voxel a region (the cache key holds them: a changed rule is derived anew). Deep fluid only:
+# the sulci's partial volume with the brain edge is dark on every sequence.
+_REGION_RULES = {"version": 1, "white_min": 0.9, "white_depth_mm": 8.0, "grey_min": 0.6, "fluid_min": 0.8,
+                 "fluid_depth_mm": 15.0, "smoothing_sigma_voxels": 2.0}
 
 
-@lru_cache(maxsize=1)
-def _template_regions() -> tuple[Volume, Volume]:
-    """(the template's smoothed brain mask, its region label map), made once: they never change."""
+def _derive_regions() -> dict[str, np.ndarray]:
+    """The template's smoothed brain mask and region label map, with their geometry, as arrays."""
+    rules = _REGION_RULES
     template = mni_template()
     brain = template["brain"].array > 0.5
     # the same distances on the brain's bounding box (and a margin of background): a third of the grid
@@ -35,12 +39,22 @@ def _template_regions() -> tuple[Volume, Volume]:
     grey, white = template["gm"].array, template["wm"].array
     fluid = np.clip(1.0 - grey - white, 0.0, 1.0) * brain
     codes = np.zeros(brain.shape, np.uint8)
-    codes[(white > 0.9) & (depth_mm > 8)] = 1
-    codes[grey > 0.6] = 2
-    # deep fluid only: the sulci's partial volume with the brain edge is dark on every sequence
-    codes[(fluid > 0.8) & (depth_mm > 15)] = 3
-    smooth_brain = ndimage.gaussian_filter(brain.astype(np.float32), 2.0)
-    return template["brain"].with_array(smooth_brain), template["brain"].with_array(codes)
+    codes[(white > rules["white_min"]) & (depth_mm > rules["white_depth_mm"])] = 1
+    codes[grey > rules["grey_min"]] = 2
+    codes[(fluid > rules["fluid_min"]) & (depth_mm > rules["fluid_depth_mm"])] = 3
+    smooth_brain = ndimage.gaussian_filter(brain.astype(np.float32), rules["smoothing_sigma_voxels"])
+    geometry = template["brain"]
+    return {"smooth_brain": smooth_brain, "codes": codes, "spacing": np.array(geometry.spacing),
+            "origin": np.array(geometry.origin), "direction": geometry.direction}
+
+
+@lru_cache(maxsize=1)
+def _template_regions() -> tuple[Volume, Volume]:
+    """(the template's smoothed brain mask, its region label map): derived once, then read from the cache."""
+    arrays = derived_from_template("tissue-regions", repr(sorted(_REGION_RULES.items())), _derive_regions)
+    geometry = {"spacing": tuple(arrays["spacing"]), "origin": tuple(arrays["origin"]),
+                "direction": arrays["direction"]}
+    return Volume(arrays["smooth_brain"], **geometry), Volume(arrays["codes"], **geometry)
 
 
 def atlas_tissues(brain_mask: Volume) -> dict[str, np.ndarray]:
