@@ -8,7 +8,7 @@ sequences, checked two ways:
 * **alone**: the X image is the only volume, given as Y (as in a T1c-only or FLAIR-only run): is the slot
   flagged by its tissue contrast?
 * **swapped in the study**: X and Y exchange places among the four: does any input check flag the study
-  (swap, near-identical, T1 correlation or tissue-contrast warnings)?
+  (swap, near-identical, T1 correlation, exchange by a third sequence or tissue-contrast warnings)?
 
 A correct study must raise none of these. Thresholds were set on these same cases: the false-alarm figure is
 optimistic for other sites, the detection figures are what it catches here.
@@ -30,13 +30,21 @@ import numpy as np
 from TumorSegLib.clinical.tissues import atlas_tissues
 from TumorSegLib.intensity import foreground_mask
 from TumorSegLib.qa import check_sequences
-from TumorSegLib.qa.weighting import contrast_findings, t1_correlations, t1_relation_findings, tissue_contrast
+from TumorSegLib.qa.weighting import (
+    EXCHANGE_WITNESSES,
+    contrast_findings,
+    exchange_findings,
+    rank_correlations,
+    t1_relation_findings,
+    tissue_contrast,
+)
 from TumorSegLib.sequences import SEQUENCES
 from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
 
 SEQUENCE_FINDINGS = {"swapped_t2_flair", "swapped_t1_t1c", "near_identical_sequences", "identical_sequences",
-                     "t1c_unlike_t1", "t2_like_t1", "unexpected_contrast"}
+                     "t1c_unlike_t1", "t2_like_t1", "unexpected_contrast",
+                     *(f"swapped_{first}_{second}" for first, second in EXCHANGE_WITNESSES)}
 
 
 def study_case(files: dict[str, Path]) -> dict:
@@ -45,18 +53,25 @@ def study_case(files: dict[str, Path]) -> dict:
     brain = foreground_mask(np.stack([v.array for v in volumes.values()]))
     tissues = atlas_tissues(reference.with_array(brain.astype(np.uint8)))
     contrast = {key: tissue_contrast(v, tissues, brain & (v.array != 0)) for key, v in volumes.items()}
+    correlations = rank_correlations(volumes, brain)
 
     def study_codes(source_of: dict[str, str]) -> list[str]:
         """Codes of the sequence findings when each slot holds the image of ``source_of[slot]``."""
         assigned = {slot: volumes[source] for slot, source in source_of.items()}
-        findings = check_sequences(assigned) + t1_relation_findings(assigned, brain)
-        for slot, source in source_of.items():
-            findings += contrast_findings(slot, contrast[source]) if contrast[source] is not None else []
+        between = {(a, b): correlations[source_of[a], source_of[b]] for a, b in itertools.permutations(source_of, 2)}
+        own = [f for slot, source in source_of.items() if contrast[source] is not None
+               for f in contrast_findings(slot, contrast[source])]
+        findings = check_sequences(assigned) + t1_relation_findings(between) + (own or exchange_findings(between))
         return sorted({f.code for f in findings} & SEQUENCE_FINDINGS)
 
     correct = {key: key for key in SEQUENCES}
     row = {"contrast": {k: (c.as_dict() if c else None) for k, c in contrast.items()},
-           "t1_correlations": t1_correlations(volumes, brain),
+           "t1_correlations": {key: correlations["t1", key] for key in ("t1c", "t2")},
+           # corr(witness, first) - corr(witness, second), signed to be positive in a correct study
+           "exchange_margins": {f"{first}/{second} by {witness}": sign * (correlations[witness, first]
+                                                                         - correlations[witness, second])
+                                for (first, second), witnesses in EXCHANGE_WITNESSES.items()
+                                for witness, sign in witnesses.items()},
            "correct": study_codes(correct), "alone": {}, "swapped": {}}
     for image, slot in itertools.permutations(SEQUENCES, 2):
         own = contrast[image]
@@ -77,9 +92,13 @@ def summarise(rows: dict[str, dict]) -> dict:
                          for field in ("white_minus_grey", "fluid_minus_white")}
     correlations = {key: [min(r["t1_correlations"][key] for r in rows.values()),
                           max(r["t1_correlations"][key] for r in rows.values())] for key in ("t1c", "t2")}
+    margins = {name: [min(r["exchange_margins"][name] for r in rows.values()),
+                      max(r["exchange_margins"][name] for r in rows.values())]
+               for name in next(iter(rows.values()))["exchange_margins"]}
     return {"cases": count, "false_alarms_on_correct_studies": sum(bool(r["correct"]) for r in rows.values()),
             "alone_flagged_of_cases": alone, "swapped_flagged_of_cases": swapped,
-            "correct_contrast_range": extremes, "t1_correlation_range": correlations}
+            "correct_contrast_range": extremes, "t1_correlation_range": correlations,
+            "exchange_margin_range": margins}
 
 
 def main(argv: list[str] | None = None) -> int:

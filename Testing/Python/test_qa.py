@@ -112,3 +112,65 @@ def test_another_sequence_in_the_t1c_or_t2_place_is_flagged_on_real_cases(shared
     found = check_weighting(dict(volumes, t1c=volumes["t2"], t2=volumes["t1c"]), brain, lambda _: tissues)
     assert {"t1c_unlike_t1", "t2_like_t1", "unexpected_contrast"} <= codes(found)
     assert {f.sequence for f in found if f.code == "unexpected_contrast"} == {"t1c", "t2"}
+
+
+def _correlations(pairs: dict[str, float]) -> dict[tuple[str, str], float]:
+    """{"t1-t1c": 0.6, ...} keyed both ways, as rank_correlations gives them."""
+    out = {}
+    for name, value in pairs.items():
+        first, second = name.split("-")
+        out[first, second] = out[second, first] = value
+    return out
+
+
+# The mean rank correlations of the 29 shared studies.
+CORRECT = {"t1-t1c": 0.65, "t1-t2": -0.56, "t1-flair": 0.02, "t1c-t2": -0.41, "t1c-flair": -0.01, "t2-flair": 0.29}
+
+
+def _exchanged(pairs: dict[str, float], first: str, second: str) -> dict[str, float]:
+    rename = {first: second, second: first}
+    out = {}
+    for name, value in pairs.items():
+        a, b = (rename.get(key, key) for key in name.split("-"))
+        out[f"{a}-{b}"] = value
+    return out
+
+
+def test_an_exchange_is_told_by_the_other_sequences_and_only_when_every_witness_agrees():
+    from TumorSegLib.qa.weighting import exchange_findings
+
+    assert exchange_findings(_correlations(CORRECT)) == []
+    [finding] = exchange_findings(_correlations(_exchanged(CORRECT, "t1c", "flair")))
+    assert (finding.code, finding.sequence, finding.severity) == ("swapped_t1c_flair", "flair", Severity.WARNING)
+    assert "look exchanged" in finding.message and "the T1 follows" in finding.message
+    assert "the T2 follows" in finding.message and "Check which series" in finding.message
+    # of two exchanges sharing the FLAIR, the one the witnesses show most strongly is named
+    [finding] = exchange_findings(_correlations(_exchanged(CORRECT, "t1", "flair")))
+    assert finding.code == "swapped_t1_flair"
+    # one witness is enough when the other sequence is not given
+    without_t2 = {name: value for name, value in _exchanged(CORRECT, "t1c", "flair").items() if "t2" not in name}
+    assert [f.code for f in exchange_findings(_correlations(without_t2))] == ["swapped_t1c_flair"]
+    # witnesses that disagree (one each way) name nothing
+    disagree = dict(CORRECT, **{"t1-t1c": 0.0, "t1-flair": 0.3})
+    assert exchange_findings(_correlations(disagree)) == []
+    # no witness at all: a FLAIR + T1c study cannot tell its two apart this way
+    assert exchange_findings(_correlations({"t1c-flair": 0.2})) == []
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["Brats18_2013_23_1", "Brats18_TCIA01_378_1", "Brats18_TCIA03_265_1"])
+def test_a_flair_exchanged_with_a_t1_weighted_volume_is_flagged_on_real_cases(shared_data, case):
+    # On these cases neither volume's own contrast tells the exchange (a FLAIR with white matter brighter than
+    # grey); TCIA01_378 has the thinnest margins of the shared studies.
+    from TumorSegLib.clinical import atlas_tissues
+    from TumorSegLib.qa import check_weighting
+
+    files = find_cases(shared_data)[case]
+    volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    brain = _stripped_brain(volumes)
+    tissues = atlas_tissues(brain)
+    assert check_weighting(volumes, brain, lambda _: tissues) == []
+    found = check_weighting(dict(volumes, t1c=volumes["flair"], flair=volumes["t1c"]), brain, lambda _: tissues)
+    assert codes(found) == {"swapped_t1c_flair"}
+    found = check_weighting(dict(volumes, t1=volumes["flair"], flair=volumes["t1"]), brain, lambda _: tissues)
+    assert "swapped_t1_flair" in codes(found) and "unexpected_contrast" not in codes(found)

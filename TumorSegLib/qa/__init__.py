@@ -4,7 +4,7 @@ Errors stop the run before any heavy step; warnings are reported with the result
 tiny volumes, NaN/infinite or constant images, broken orientation metadata, extreme anisotropy, images that
 are not brain MRI (CT numbers, field of view, a label map, noise). :mod:`.sequences`: one image given twice,
 swapped T2/FLAIR or T1/T1c. :mod:`.weighting` (inside the brain): a volume whose tissue contrast is another
-sequence's (a T2 given as the T1c), a T1c or T2 unlike the T1. :mod:`.brain`: mixed skull stripping,
+sequence's (a T2 given as the T1c), a T1c or T2 unlike the T1, a FLAIR exchanged with the T1 or T1c. :mod:`.brain`: mixed skull stripping,
 implausible brain or tumour volume.
 """
 
