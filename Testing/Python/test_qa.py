@@ -61,7 +61,8 @@ def test_swapped_sequences_are_flagged_on_real_cases(shared_data, case):
     volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
     assert run_qa(volumes).findings == []
     swapped_t2 = dict(volumes, t2=volumes["flair"], flair=volumes["t2"])
-    assert codes(run_qa(swapped_t2).warnings) == {"swapped_t2_flair"}
+    [warning] = run_qa(swapped_t2).warnings
+    assert warning.code == "swapped_t2_flair" and "check which series was given as T2 and as FLAIR" in warning.message
     swapped_t1 = dict(volumes, t1=volumes["t1c"], t1c=volumes["t1"])
     assert codes(run_qa(swapped_t1).warnings) == {"swapped_t1_t1c"}
 
