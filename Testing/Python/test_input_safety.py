@@ -146,6 +146,19 @@ def test_a_t2_given_as_the_t1c_is_warned_about_before_inference(case, tmp_path, 
     assert qa["unexpected_contrast"]["sequence"] == "t1c" and "t1c_unlike_t1" in qa
 
 
+def test_a_flair_and_t1c_exchanged_in_the_study_are_warned_about_before_inference(case, tmp_path, capsys):
+    # Neither volume's own contrast tells this exchange on this case (its FLAIR shows white matter brighter than
+    # grey, as a T1c does); the T1 and T2 do: each relates to the two the wrong way round.
+    output = tmp_path / "out.nii.gz"
+    exchanged = dict(case, t1c=case["flair"], flair=case["t1c"])
+    assert main(segment_args(exchanged, output, NO_N4)) == 0
+    printed = capsys.readouterr().out
+    warning = "the T1c (contrast) and FLAIR volumes look exchanged"
+    assert warning in printed and printed.index(warning) < printed.index("inference")
+    qa = {finding["code"]: finding for finding in json.loads(output.with_name("out.json").read_text())["qa"]}
+    assert qa["swapped_t1c_flair"]["severity"] == "warning" and "unexpected_contrast" not in qa
+
+
 @pytest.mark.realdata
 def test_an_unstripped_flair_beside_stripped_sequences_is_stripped_alike_and_said(case, clean_wt, tmp_path):
     from TumorSegLib.synthetic import add_synthetic_head
