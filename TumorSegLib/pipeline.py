@@ -35,7 +35,7 @@ from .models import ModelSpec, get_model
 from .options import ClinicalOptions, Mode, UncertaintyOptions
 from .postprocessing import PostProcessing, postprocess
 from .preprocessing import PreparedInput, check_same_grid, prepare_input, to_reference_grid
-from .qa import Finding, QAReport, Severity, check_brain_and_tumour, check_sequences, run_qa
+from .qa import Finding, QAReport, Severity, check_sequences, result_findings, run_qa
 from .sequences import DISPLAY_NAMES, REFERENCE_ORDER, REQUIRED_ANY
 from .support import NOT_ASSESSED_WITHOUT_T2_FLAIR, not_assessed, without_unseen_oedema
 from .volume import Volume
@@ -291,7 +291,8 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
         probabilities = to_reference_grid(probabilities, prepared, order=1)
         labels, enhancement = _labels(probabilities, settings, brain, aligned)
         sampled, spread = (_enhancement_moved(u, labels, enhancement, spec) for u in (sampled, spread))
-        qa_report.findings += _result_findings(enhancement, prepared, labels, stripping)
+        brain_ml = float(prepared.brain_mask.sum()) * prepared.image.voxel_volume_ml
+        qa_report.findings += result_findings(enhancement, brain_ml, labels, stripping)
     report(1.0, "done")
     return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), dict(timings),
                               qa_report.as_list(), reference, [r.as_dict() for r in registrations], brain, clinical.n4,
@@ -345,28 +346,6 @@ def _enhancement_moved(sampled, labels: Volume, check: EnhancementCheck, spec: M
     volumes = move_enhancing_to_core(sampled.volumes, region_volumes_ml(labels), check.relabelled_ml,
                                      IntervalCalibration.from_dict(spec.volume_intervals))
     return replace(sampled, volumes=volumes)
-
-
-def _result_findings(check: EnhancementCheck, prepared: PreparedInput, labels: Volume,
-                     stripping: tuple[list[str], list[str]] | None) -> list[Finding]:
-    """Warnings about the result: enhancement not assessed or not confirmed, brain and tumour volumes."""
-    findings = check_brain_and_tumour(float(prepared.brain_mask.sum()) * prepared.image.voxel_volume_ml,
-                                      float((labels.array > 0).sum()) * labels.voxel_volume_ml, stripping)
-    if not check.assessed:
-        findings.append(Finding(Severity.WARNING, "enhancement_not_assessed", check.reason, "t1c"))
-        return findings
-    not_enhancing_ml = check.relabelled_ml - check.too_little_ml
-    if not_enhancing_ml >= 1.0:
-        findings.append(Finding(Severity.WARNING, "enhancement_not_confirmed", f"{not_enhancing_ml:.1f} mL the "
-                                f"model drew as enhancing tumour does not enhance on T1c against {check.reference}: "
-                                "reported as non-enhancing core; if enhancement is expected, check that the T1c is "
-                                "post-contrast and the right series", "t1c"))
-    if check.too_little_ml > 0:
-        findings.append(Finding(Severity.WARNING, "enhancement_too_little", f"{check.too_little_ml:.1f} mL enhancing "
-                                f"on T1c, under the {check.rule.min_total_ml:g} mL in all this model reports (smaller "
-                                "totals were mostly false on non-enhancing gliomas): reported as non-enhancing core; "
-                                "review the T1c for a small enhancing focus", "t1c"))
-    return findings
 
 
 def _registration_findings(registrations: list[CoRegistration]) -> list[Finding]:

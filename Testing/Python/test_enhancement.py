@@ -144,8 +144,8 @@ def test_volume_intervals_follow_the_enhancement_check_that_moved_et_to_the_core
 
 def test_the_result_says_apart_what_did_not_enhance_and_what_enhanced_too_little():
     from TumorSegLib.enhancement import EnhancementCheck
-    from TumorSegLib.pipeline import _result_findings
     from TumorSegLib.preprocessing import prepare_input
+    from TumorSegLib.qa import result_findings
 
     images, labels, brain, _, _ = two_lesion_phantom()
     prepared = prepare_input([images["t1"], images["t1c"]], (1.0, 1.0, 1.0), margin=2)
@@ -154,7 +154,8 @@ def test_the_result_says_apart_what_did_not_enhance_and_what_enhanced_too_little
     def codes(relabelled_ml, too_little_ml):
         check = EnhancementCheck(True, rule=rule, relabelled_ml=relabelled_ml, too_little_ml=too_little_ml,
                                  reference="T1 and normal brain")
-        return {f.code: f.message for f in _result_findings(check, prepared, labels, None) if "enhanc" in f.code}
+        brain_ml = float(prepared.brain_mask.sum()) * prepared.image.voxel_volume_ml
+        return {f.code: f.message for f in result_findings(check, brain_ml, labels, None) if "enhanc" in f.code}
 
     assert set(codes(5.0, 0.0)) == {"enhancement_not_confirmed"}
     found = codes(1.6, 1.4)  # 1.4 mL enhanced, under the 2 mL least total; 0.2 mL did not enhance

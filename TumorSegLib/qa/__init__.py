@@ -4,8 +4,9 @@ Errors stop the run before any heavy step; warnings are reported with the result
 tiny volumes, NaN/infinite or constant images, broken orientation metadata, extreme anisotropy, images that
 are not brain MRI (CT numbers, field of view, a label map, noise). :mod:`.sequences`: one image given twice,
 swapped T2/FLAIR or T1/T1c. :mod:`.weighting` (inside the brain): a volume whose tissue contrast is another
-sequence's (a T2 given as the T1c), a T1c or T2 unlike the T1, a FLAIR exchanged with the T1 or T1c. :mod:`.brain`: mixed skull stripping,
-implausible brain or tumour volume.
+sequence's (a T2 given as the T1c), a T1c or T2 unlike the T1, a FLAIR exchanged with the T1 or T1c.
+:mod:`.brain`: mixed skull stripping, implausible brain or tumour volume. :mod:`.result`, after inference:
+enhancement not confirmed, brain and tumour volumes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from ..volume import Volume
 from .brain import check_brain_and_tumour
 from .image import check_volume
 from .report import Finding, QAError, QAReport, Severity, display_name
+from .result import result_findings
 from .sequences import check_sequences
 from .weighting import check_weighting
 
 __all__ = ["Severity", "Finding", "QAReport", "QAError", "display_name", "check_volume", "check_sequences",
-           "check_weighting", "check_brain_and_tumour", "run_qa"]
+           "check_weighting", "check_brain_and_tumour", "result_findings", "run_qa"]
 
 
 def run_qa(volumes: Mapping[str, Volume]) -> QAReport:
