@@ -1,9 +1,9 @@
 """Does the input check tell a wrong sequence in a slot? Measured on the shared BraTS cases, for the model card.
 
-For every case: the tissue contrast of each sequence in the atlas regions (:mod:`TumorSegLib.qa.weighting`) and
-the T1 rank correlations (:func:`TumorSegLib.qa.weighting.t1_correlations`), printed so the thresholds can be
-set beyond the most extreme correct volume; then every wrong assignment, "X given as Y" for two different
-sequences, checked two ways:
+For every case: the tissue contrast of each sequence in the atlas regions (:mod:`TumorSegLib.qa.weighting`), the
+T1 rank correlations and the exchange witnesses' margins (:func:`TumorSegLib.qa.weighting.rank_correlations`),
+printed so the thresholds can be set beyond the most extreme correct volume; then every wrong assignment, "X given
+as Y" for two different sequences, checked two ways:
 
 * **alone**: the X image is the only volume, given as Y (as in a T1c-only or FLAIR-only run): is the slot
   flagged by its tissue contrast?

@@ -23,8 +23,8 @@ from scipy import ndimage, stats
 from ..volume import Volume
 from .report import Finding, Severity, display_name
 
-__all__ = ["TissueContrast", "tissue_contrast", "contrast_findings", "rank_correlations", "t1_correlations",
-           "t1_relation_findings", "exchange_findings", "check_weighting"]
+__all__ = ["TissueContrast", "tissue_contrast", "contrast_findings", "rank_correlations", "t1_relation_findings",
+           "exchange_findings", "check_weighting"]
 
 # Differences of region medians in units of the brain's interquartile range. On the 29 shared cases a correct
 # T1 or T1c had white minus grey 0.14 to 0.87 and fluid minus white -2.4 to 0.31, a FLAIR fluid minus white up to
@@ -115,13 +115,6 @@ def rank_correlations(volumes: Mapping[str, Volume], brain: np.ndarray) -> dict[
     return correlations
 
 
-def t1_correlations(volumes: Mapping[str, Volume], brain: np.ndarray) -> dict[str, float]:
-    """Spearman correlation of the T1 with the T1c and the T2 (those given), as :func:`rank_correlations`."""
-    given = {key: volumes[key] for key in ("t1", "t1c", "t2") if key in volumes}
-    correlations = rank_correlations(given, brain) if "t1" in given else {}
-    return {key: correlations["t1", key] for key in ("t1c", "t2") if ("t1", key) in correlations}
-
-
 def t1_relation_findings(correlations: Mapping[tuple[str, str], float]) -> list[Finding]:
     """Warnings when, with a T1 given, the T1c goes against it or the T2 follows it (``correlations``: of
     :func:`rank_correlations`)."""
@@ -143,9 +136,9 @@ def t1_relation_findings(correlations: Mapping[tuple[str, str], float]) -> list[
 def exchange_findings(correlations: Mapping[tuple[str, str], float]) -> list[Finding]:
     """Warnings for two volumes that look exchanged (``EXCHANGE_WITNESSES``): every witness given relates to them
     the wrong way round. Of exchanges sharing a volume, the one the witnesses show most strongly is reported
-    (``correlations``: of :func:`rank_correlations`). Only for volumes whose own contrast fits their place: a
-    wrong witness turns the differences around as well (a T2 in the T1 place would name an exchange of the T1c
-    and the FLAIR)."""
+    (``correlations``: of :func:`rank_correlations`). :func:`check_weighting` asks only when every volume's own
+    contrast fits its place: a wrong witness turns the differences around as well (a T2 in the T1 place would
+    name an exchange of the T1c and the FLAIR)."""
     candidates = []
     for (first, second), witnesses in EXCHANGE_WITNESSES.items():
         signed = {witness: sign * (correlations[witness, first] - correlations[witness, second])
