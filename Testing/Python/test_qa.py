@@ -74,6 +74,16 @@ def _stripped_brain(volumes):
     return first.with_array(foreground_mask(np.stack([v.array for v in volumes.values()])).astype(np.uint8))
 
 
+def _real_study(shared_data, case):
+    """A shared case's four volumes, their brain and its atlas regions (one registration for several checks)."""
+    from TumorSegLib.clinical import atlas_tissues
+
+    files = find_cases(shared_data)[case]
+    volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
+    brain = _stripped_brain(volumes)
+    return volumes, brain, atlas_tissues(brain)
+
+
 def test_a_t2_given_as_the_t1c_is_told_by_its_tissue_contrast(synthetic_case):
     from TumorSegLib.clinical import atlas_tissues
     from TumorSegLib.qa import check_weighting
@@ -99,13 +109,9 @@ def test_the_contrast_check_says_nothing_of_an_image_too_small_for_the_atlas():
 @pytest.mark.realdata
 @pytest.mark.parametrize("case", ["Brats18_2013_20_1", "Brats18_CBICA_AQQ_1", "Brats18_TCIA10_637_1"])
 def test_another_sequence_in_the_t1c_or_t2_place_is_flagged_on_real_cases(shared_data, case):
-    from TumorSegLib.clinical import atlas_tissues
     from TumorSegLib.qa import check_sequences, check_weighting
 
-    files = find_cases(shared_data)[case]
-    volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
-    brain = _stripped_brain(volumes)
-    tissues = atlas_tissues(brain)  # one brain, one registration for the three checks
+    volumes, brain, tissues = _real_study(shared_data, case)
     assert check_weighting(volumes, brain, lambda _: tissues) == [] and check_sequences(volumes) == []
     # alone, as in a T1c-only run: only its own contrast can tell
     assert [f.sequence for f in check_weighting({"t1c": volumes["t2"]}, brain, lambda _: tissues)] == ["t1c"]
@@ -163,13 +169,9 @@ def test_an_exchange_is_told_by_the_other_sequences_and_only_when_every_witness_
 def test_a_flair_exchanged_with_a_t1_weighted_volume_is_flagged_on_real_cases(shared_data, case):
     # On these cases neither volume's own contrast tells the exchange (a FLAIR with white matter brighter than
     # grey); TCIA01_378 has the thinnest margins of the shared studies.
-    from TumorSegLib.clinical import atlas_tissues
     from TumorSegLib.qa import check_weighting
 
-    files = find_cases(shared_data)[case]
-    volumes = {key: read_volume(files[key]) for key in ("t1", "t1c", "t2", "flair")}
-    brain = _stripped_brain(volumes)
-    tissues = atlas_tissues(brain)
+    volumes, brain, tissues = _real_study(shared_data, case)
     assert check_weighting(volumes, brain, lambda _: tissues) == []
     found = check_weighting(dict(volumes, t1c=volumes["flair"], flair=volumes["t1c"]), brain, lambda _: tissues)
     assert codes(found) == {"swapped_t1c_flair"}
