@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .volume import Volume
+from .volume import Volume, atomic_write
 
 __all__ = ["mni_template", "derived_cache_dir", "derived_from_template"]
 
@@ -87,14 +86,8 @@ def derived_from_template(name: str, recipe: str, derive: Callable[[], dict[str,
     except Exception:  # noqa: BLE001 - absent or unreadable: whatever the reason, derive it again
         pass
     arrays = derive()
-    temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{name}-", suffix=".npz", delete=False) as file:
-            temporary = Path(file.name)
-            np.savez_compressed(file, **arrays)
-        os.replace(temporary, path)
+        atomic_write(path, lambda partial: np.savez_compressed(partial, **arrays))
     except OSError:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
+        pass  # not kept: derived again next time
     return arrays

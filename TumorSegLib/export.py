@@ -10,14 +10,14 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .labels import LabelConvention, from_internal_labels
-from .volume import PathLike, Volume, write_volume
+from .volume import PathLike, Volume, atomic_write, write_volume
 
 if TYPE_CHECKING:
     from .uncertainty import UncertaintyResult
@@ -130,22 +130,6 @@ def json_path(output: PathLike) -> Path:
         if output.name.endswith(suffix):
             return output.with_name(output.name[: -len(suffix)] + ".json")
     return output.with_name(output.name + ".json")
-
-
-def atomic_write(path: PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(temporary_path)`` then rename the temporary file to ``path``; nothing is left on failure.
-
-    The temporary name keeps the file's extension (writers choose the format from it) and starts with a dot.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{os.getpid()}.partial.{path.name}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
 
 
 def write_label_map(labels: Volume, path: PathLike, convention: LabelConvention | str) -> Path:

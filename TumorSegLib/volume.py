@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 if TYPE_CHECKING:  # SimpleITK is only needed when files are read or written.
     import SimpleITK as sitk
 
-__all__ = ["PathLike", "ImageReadError", "Volume", "read_volume", "read_dicom_files", "write_volume", "same_grid"]
+__all__ = ["PathLike", "ImageReadError", "Volume", "read_volume", "read_dicom_files", "write_volume", "atomic_write",
+           "same_grid"]
 
 PathLike = Union[str, os.PathLike]  # not `|`: Slicer 5.8's Python 3.9 loads this module
 
@@ -241,4 +242,20 @@ def write_volume(volume: Volume, path: PathLike, compress: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(volume.to_sitk(), str(path), compress)
+    return path
+
+
+def atomic_write(path: PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(temporary_path)`` then rename the temporary file to ``path``; nothing is left on failure.
+
+    The temporary name keeps the file's extension (writers choose the format from it) and starts with a dot.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{os.getpid()}.partial.{path.name}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,8 +58,8 @@ def test_damaged_file_is_derived_again_and_replaced(cache):
 
 
 def test_full_disk_leaves_no_partial_file(cache, monkeypatch):
-    def full_disk(file, **arrays):
-        file.write(b"PK partial")
+    def full_disk(path, **arrays):
+        Path(path).write_bytes(b"PK partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez_compressed", full_disk)
