@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -22,6 +23,16 @@ def pytest_configure(config):
     # Template-derived arrays (and the command-line runs the tests start) use a cache inside the project, not the
     # user's home; tests of the cache itself point it at their own folder.
     os.environ.setdefault("TUMORSEG_ATLAS_CACHE", str(ROOT / ".pytest_cache" / "tumorseg-atlas"))
+
+
+@pytest.fixture(autouse=True)
+def _process_locale_kept():
+    """Writing DICOM through SimpleITK (GDCM) sets the whole process's character locale to "C", after which text
+    read from other programs (pdftotext) decodes as ASCII: a later test on the same worker failed by the order it
+    ran in. Each test gets the locale it started with back."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    yield
+    locale.setlocale(locale.LC_CTYPE, before)
 
 
 @pytest.fixture(scope="session")
