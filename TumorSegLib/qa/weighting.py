@@ -151,11 +151,12 @@ def exchange_findings(correlations: Mapping[tuple[str, str], float]) -> list[Fin
         if {first, second} & named:
             continue
         named |= {first, second}
-        reasons = [f"the {display_name(witness)} follows the volume given as {display_name(more)} "
-                   f"({correlations[witness, more]:+.2f}) more than the one given as {display_name(less)} "
-                   f"({correlations[witness, less]:+.2f})"
-                   for witness in signed for more, less in
-                   [(second, first) if EXCHANGE_WITNESSES[first, second][witness] > 0 else (first, second)]]
+        reasons = []
+        for witness in signed:  # what each witness shows: it follows the other one of the two more
+            more, less = (second, first) if EXCHANGE_WITNESSES[first, second][witness] > 0 else (first, second)
+            reasons.append(f"the {display_name(witness)} follows the volume given as {display_name(more)} "
+                           f"({correlations[witness, more]:+.2f}) more than the one given as {display_name(less)} "
+                           f"({correlations[witness, less]:+.2f})")
         findings.append(Finding(
             Severity.WARNING, f"swapped_{first}_{second}",
             f"the {display_name(first)} and {display_name(second)} volumes look exchanged: {'; '.join(reasons)}, "
