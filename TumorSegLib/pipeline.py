@@ -82,6 +82,7 @@ class SegmentationResult:
     spread: object = None  # uncertainty.UncertaintyResult of the ensemble members, on the model grid
     to_reference: Callable[[Volume, int], Volume] | None = None  # model grid → reference grid (order 0/1)
     fallbacks: list[str] = field(default_factory=list)  # what had to change while running (CUDA out of memory)
+    precision: str = "float32"  # the networks' number format (inference.inference_precision)
 
     @property
     def not_assessed(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ class SegmentationResult:
             "model": self.model.id,
             "model_sha256": [w.sha256 for w in self.model.weights],
             "device": self.device,
+            "precision": self.precision,
             "device_fallbacks": list(self.fallbacks),
             "sequences_used": list(self.sequences_used),
             "sequences_missing": [s for s in self.model.sequences if s not in self.sequences_used],
@@ -297,7 +299,7 @@ def segment(images: Mapping[str, Volume | None], model: ModelSpec | str | None =
     return SegmentationResult(labels, probabilities, spec, predictor.device, tuple(present), dict(timings),
                               qa_report.as_list(), reference, [r.as_dict() for r in registrations], brain, clinical.n4,
                               sampled, enhancement, spread, lambda volume, order: to_reference_grid(volume, prepared, order),
-                              predictor.fallbacks)
+                              predictor.fallbacks, predictor.precision)
 
 
 def _clean_images(aligned: dict[str, Volume], reference: str, clinical: ClinicalOptions, timings: _Timings,

@@ -10,6 +10,9 @@ member: they are segmented by the whole default model (the product as shipped) a
     python Testing/Benchmarks/cross_validation.py [--data ../shared/data/brats2018] [--out runs/cv]
         [--subsets]   also run every sequence subset the model card reports
         [--no-n4]     without N4 bias-field correction (the pipeline's default runs it; figures before it did)
+
+The networks compute in the pipeline's number format (bfloat16 where the CPU has it natively; the JSON says
+which); ``TUMORSEG_PRECISION=float32`` in the environment gives the float32 figures.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from TumorSegLib.inference import Predictor
+from TumorSegLib.inference import Predictor, inference_precision
 from TumorSegLib.labels import to_internal_labels
 from TumorSegLib.metrics import evaluate_labels
 from TumorSegLib.models import MODELS_DIR, get_model
@@ -108,7 +111,7 @@ def main() -> None:
         for case in unseen:
             run(case, UNSEEN, predictor)
     held_out = [r for r in rows if r["fold"] != UNSEEN]
-    results = {"model": spec.id, "flips": args.flips, "n4": clinical.n4,
+    results = {"model": spec.id, "flips": args.flips, "n4": clinical.n4, "precision": inference_precision("cpu"),
                "by_fold": summarise([r for r in held_out if r["subset"] == "all four"]),
                "by_subset": summarise(held_out, "subset"),
                "unseen_by_subset": summarise([r for r in rows if r["fold"] == UNSEEN], "subset") if unseen else {},

@@ -4,12 +4,15 @@ Runs, in one session and on one input case (a shared BraTS case when present, el
 
 1. ``tumorseg segment`` end to end for the default model and the fast single model, each in its own
    process: wall seconds and peak resident memory (from the OS, for that process alone); then the default
-   model again with glibc's default allocator (``TUMORSEG_KEEP_FREED_MEMORY=0``, see ``memory.py``) and
-   without N4 bias-field correction (``--no-n4``), each for its ratio to the default.
-2. The network alone on the same preprocessed input and sliding window (128³, overlap 0.25): our
+   model again with glibc's default allocator (``TUMORSEG_KEEP_FREED_MEMORY=0``, see ``memory.py``),
+   without N4 bias-field correction (``--no-n4``) and in float32 (``TUMORSEG_PRECISION=float32``; the default
+   computes in bfloat16 where the CPU has it natively, see ``inference.inference_precision``), each for its
+   ratio to the default.
+2. The network alone on the same preprocessed input and sliding window (128³, overlap 0.25), in float32: our
    SegResNet (8 initial filters) against the architecture of MONAI's ``brats_mri_segmentation`` bundle
    (SegResNet, 16 initial filters, blocks 1-2-2-4, random weights), and that bundle's own whole-volume
-   setting (240×240×160 window). Figures are ratios to our network measured in the same run.
+   setting (240×240×160 window); and ours in bfloat16 where this CPU has it natively. Figures are ratios to
+   our network measured in the same run.
 
     python Testing/Benchmarks/segment_benchmark.py [--case DIR] [--repeats 2] [--json OUT.json]
 """
@@ -59,13 +62,13 @@ def case_files(case: Path | None) -> dict[str, Path]:
     return find_cases(case.parent)[case.name]
 
 
-def time_network(network, image, roi, repeats: int) -> float:
+def time_network(network, image, roi, repeats: int, bfloat16: bool = False) -> float:
     import torch
     from monai.inferers import sliding_window_inference
 
     network.eval()
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         for _ in range(repeats):
             start = time.perf_counter()
             sliding_window_inference(image, roi, 1, network, overlap=0.25, mode="gaussian")
@@ -84,6 +87,7 @@ def main() -> None:
     import torch
     from monai.networks.nets import SegResNet
 
+    from TumorSegLib.inference import inference_precision
     from TumorSegLib.memory import keep_freed_memory
     from TumorSegLib.models import build_network, get_model
     from TumorSegLib.preprocessing import prepare_input
@@ -93,12 +97,16 @@ def main() -> None:
     tumorseg = str(Path(sys.executable).with_name("tumorseg"))
     results: dict = {"case": str(files["t1"].parent.name), "cpu_threads": torch.get_num_threads(),
                      "cpu_count": os.cpu_count(), "segment": {}}
-    # The last rows are the default model with glibc's default allocator (memory.py) and without N4, for ratios.
+    # The last rows are the default model with glibc's default allocator (memory.py), without N4 and in float32,
+    # for ratios.
     default_model = "brats18-segresnet8-ensemble"
     glibc, no_n4 = f"{default_model} (glibc defaults)", f"{default_model} (no N4)"
+    float32 = f"{default_model} (float32)"
+    results["precision"] = inference_precision("cpu")
     settings = [(default_model, default_model, {}, []), ("brats18-segresnet8", "brats18-segresnet8", {}, []),
                 (glibc, default_model, {"TUMORSEG_KEEP_FREED_MEMORY": "0"}, []),
-                (no_n4, default_model, {}, ["--no-n4"])]
+                (no_n4, default_model, {}, ["--no-n4"]),
+                (float32, default_model, {"TUMORSEG_PRECISION": "float32"}, [])]
     with tempfile.TemporaryDirectory() as out:
         for name, model, env, extra in settings:
             runs = []
@@ -118,6 +126,10 @@ def main() -> None:
           f"x{results['allocator_ratio']['peak_rss']}", flush=True)
     results["n4_ratio"] = round(default["seconds"] / results["segment"][no_n4]["seconds"], 2)
     print(f"N4 of every sequence (default): x{results['n4_ratio']} the time without it", flush=True)
+    results["float32_ratio"] = {key: round(results["segment"][float32][key] / default[key], 2)
+                                for key in ("seconds", "peak_rss_mb")}
+    print(f"float32 against the default ({results['precision']}): x{results['float32_ratio']['seconds']} the time, "
+          f"x{results['float32_ratio']['peak_rss_mb']} the peak memory", flush=True)
 
     keep_freed_memory()  # as tumorseg does; the same for both networks
     spec = get_model("brats18-segresnet8")
@@ -138,6 +150,11 @@ def main() -> None:
         "ratio_reference_to_ours": round(theirs / ours, 2),
         "ratio_bundle_setting_to_ours": round(bundle_setting / ours, 2),
     }
+    if results["precision"] == "bfloat16":
+        ours_bfloat16 = time_network(build_network(spec), image, spec.patch_size, args.repeats, bfloat16=True)
+        results["network"]["ours_segresnet8_bfloat16_s"] = round(ours_bfloat16, 2)
+        results["network"]["ratio_float32_to_bfloat16"] = round(ours / ours_bfloat16, 2)
+        print(f"our network in bfloat16: {ours_bfloat16:.2f} s (float32 ×{ours / ours_bfloat16:.2f})")
     print(f"network only, crop {prepared.image.shape}, 128³ windows: ours {ours:.2f} s, MONAI BraTS SegResNet "
           f"{theirs:.2f} s (×{theirs / ours:.2f}); bundle's 240×240×160 window {bundle_setting:.2f} s "
           f"(×{bundle_setting / ours:.2f})")

@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from TumorSegLib.cli import main
+from TumorSegLib.inference import inference_precision
 from TumorSegLib.labels import to_internal_labels
 from TumorSegLib.volume import Volume, read_volume, same_grid, write_volume
 
@@ -36,6 +37,7 @@ def test_segment_writes_labels_on_the_input_grid_and_a_summary(segmented, synthe
     summary = json.loads(segmented.with_name("case_seg.json").read_text())
     assert summary["model"] == FAST_MODEL and len(summary["model_sha256"][0]) == 64
     assert summary["device"] == "cpu" and summary["label_convention"] == "brats2018"
+    assert summary["precision"] == inference_precision("cpu")  # bfloat16 where this CPU computes it natively
     assert summary["label_convention_why"] == "the model's"
     assert set(summary["volumes_ml"]) == {"NCR", "ED", "ET", "TC", "WT"}
     voxels = (labels.array > 0).sum() * np.prod(labels.spacing) / 1000
@@ -121,6 +123,14 @@ def test_an_output_name_without_an_image_extension_is_refused_before_any_work(sy
     error = run_error(args, capsys)
     assert "--uncertainty-map" in error and "u.txt.nii.gz" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_number_format_not_understood_is_refused_before_any_work(synthetic_case_files, tmp_path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.setenv("TUMORSEG_PRECISION", "fp8")
+    error = run_error(segment_args(synthetic_case_files, tmp_path / "o.nii.gz"), capsys)
+    assert "TUMORSEG_PRECISION='fp8'" in error and "float32" in error
+    assert "reading images" not in capsys.readouterr().out and sorted(tmp_path.iterdir()) == []
 
 
 def test_a_2d_image_is_refused(synthetic_case_files, tmp_path, capsys):

@@ -121,3 +121,54 @@ def test_cuda_running_out_of_memory_falls_back_and_says_so(monkeypatch):
     monkeypatch.setattr(inference, "forward", failing_once)
     assert np.allclose(predictor(image).array, expected)
     assert predictor.fallbacks == ["CUDA ran out of memory: inference moved to the CPU (slower, same result)"]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bfloat16_only_where_the_hardware_computes_it(monkeypatch, native):
+    from TumorSegLib.inference import PRECISION_VARIABLE, inference_precision
+
+    # Both answers on any machine: PyTorch's report of the CPU is replaced, not restated.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.delenv(PRECISION_VARIABLE, raising=False)
+    assert inference_precision("cpu") == ("bfloat16" if native else "float32")  # emulated bfloat16 is slower
+    assert inference_precision("cuda") == "bfloat16"
+    monkeypatch.setenv(PRECISION_VARIABLE, "float32")
+    assert inference_precision("cpu") == inference_precision("cuda") == "float32"
+    monkeypatch.setenv(PRECISION_VARIABLE, " AUTO ")
+    assert inference_precision("cuda") == "bfloat16"
+
+
+def test_a_precision_not_understood_is_refused_naming_the_variable(monkeypatch):
+    from TumorSegLib.inference import inference_precision
+
+    monkeypatch.setenv("TUMORSEG_PRECISION", "half")
+    with pytest.raises(ValueError, match=r"TUMORSEG_PRECISION='half'.*auto.*float32"):
+        inference_precision("cpu")
+
+
+def _real_predictions(monkeypatch, precision: str, threads: int) -> tuple[np.ndarray, Predictor]:
+    from TumorSegLib import inference
+
+    # The format is forced both ways, so the bfloat16 path is checked on CPUs that only emulate it too.
+    monkeypatch.setattr(inference, "inference_precision", lambda device: precision)
+    spec = get_model("brats18-segresnet8")
+    image = np.random.default_rng(5).normal(size=(4, 48, 44, 40)).astype(np.float32)
+    image[:, 14:30, 12:28, 10:26] += 2.5  # a bright block: some voxels the network calls tumour
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        predictor = Predictor(spec, "cpu")
+        return predictor(Volume(image)).array, predictor
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bfloat16_inference_is_close_to_float32_and_the_same_on_any_thread_count(monkeypatch):
+    exact, exact_predictor = _real_predictions(monkeypatch, "float32", 2)
+    fast, fast_predictor = _real_predictions(monkeypatch, "bfloat16", 2)
+    assert exact_predictor.precision == "float32" and fast_predictor.precision == "bfloat16"
+    assert not np.array_equal(exact, fast)  # it did compute in another format
+    assert np.abs(exact - fast).max() < 0.05
+    assert np.mean((exact > 0.5) != (fast > 0.5)) < 1e-3
+    # A batch worker runs one thread and `tumorseg segment` all cores: the same case must give the same result.
+    assert np.array_equal(fast, _real_predictions(monkeypatch, "bfloat16", 1)[0])

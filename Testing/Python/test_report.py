@@ -16,7 +16,8 @@ from TumorSegLib.report import RESEARCH_ONLY, ReportContent, key_images_png, ren
 
 def summary(not_assessed=()):
     return {
-        "model": "brats18-segresnet8", "model_sha256": ["a" * 64], "device": "cpu", "sequences_used": ["t1c", "flair"],
+        "model": "brats18-segresnet8", "model_sha256": ["a" * 64], "device": "cpu", "precision": "bfloat16",
+        "sequences_used": ["t1c", "flair"],
         "sequences_missing": ["t1", "t2"], "not_assessed": list(not_assessed),
         "volumes_ml": {"NCR": None if "NCR" in not_assessed else 1.5, "ED": 20.25, "ET": None if "ET" in not_assessed
                        else 3.0, "TC": 4.5, "WT": 24.75},
@@ -36,7 +37,8 @@ def test_the_html_has_every_section_and_escapes_what_it_shows():
     html = render_html(ReportContent(summary(), timeline_rows=[{"timepoint": "baseline", "date": "2026-01-01",
                                                                 "WT_ml": 20.0, "rano_bidimensional": "SD"}]))
     for text in ("Tumor volumes", "Review flags", "Enhancing lesions", "Follow-up (RANO 2.0", "Input checks",
-                 "Provenance", RESEARCH_ONLY, "20.0 to 30.0*", "uncertain: review", "b" * 64, "WT (mL)", "RANO (2D)"):
+                 "Provenance", RESEARCH_ONLY, "20.0 to 30.0*", "uncertain: review", "b" * 64, "WT (mL)", "RANO (2D)",
+                 "cpu (bfloat16)"):
         assert text in html, text
     assert "T1 &lt;missing&gt; &amp; more" in html and "<missing>" not in html
 

@@ -86,12 +86,13 @@ class FindingsPrinter:
 
 
 def check_model_and_device(options) -> None:
-    """Unknown model id, missing or altered weights, an absent device: found now, not after the work."""
-    from ..inference import resolve_device
+    """Unknown model id, missing or altered weights, an absent device, a number format not understood: found
+    now, not after the work."""
+    from ..inference import inference_precision, resolve_device
     from ..models import get_model, weights_paths
 
     weights_paths(get_model(options.model))
-    resolve_device(options.device)
+    inference_precision(resolve_device(options.device))
 
 
 def labels_summary(result, output: Path, written_to: Path, convention, inputs=()) -> dict:

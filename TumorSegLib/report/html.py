@@ -110,7 +110,8 @@ img { width: 100%; } .keep { break-inside: avoid; }
 {% if study %}<tr><th>Patient</th><td>{{ study.PatientName }} (ID {{ study.PatientID }})</td>
 <th>Study date</th><td>{{ study.StudyDate }}</td></tr>
 <tr><th>Study</th><td>{{ study.StudyDescription }}</td><th>Accession</th><td>{{ study.AccessionNumber }}</td></tr>{% endif %}
-<tr><th>Model</th><td>{{ summary.model }}</td><th>Device</th><td>{{ summary.device }}</td></tr>
+<tr><th>Model</th><td>{{ summary.model }}</td>
+<th>Device</th><td>{{ summary.device }}{% if summary.precision %} ({{ summary.precision }}){% endif %}</td></tr>
 <tr><th>Sequences used</th><td>{{ summary.sequences_used | join(", ") | upper }}</td>
 <th>Missing</th><td>{{ (summary.sequences_missing | join(", ") | upper) or "none" }}</td></tr>
 </table>
