@@ -173,7 +173,9 @@ def forward_safely(predictor: Predictor, network, batch: torch.Tensor, dropout: 
         predictor.note("CUDA ran out of memory: samples were then run one at a time")
         return torch.cat([forward_safely(predictor, network, batch[i:i + 1], dropout, seed, progress)
                           for i in range(len(batch))])
-    predictor.note("CUDA ran out of memory: inference moved to the CPU (slower, same result)")
+    on_cpu = inference_precision("cpu")  # a CPU without native bfloat16 computes in float32
+    predictor.note("CUDA ran out of memory: inference moved to the CPU (slower, same result"
+                   + ("" if on_cpu == predictor.precision else f" to rounding: in {on_cpu} there") + ")")
     network.to("cpu")
     logits = forward(network, batch.to("cpu"), predictor.spec, predictor.overlap, dropout, seed, progress)
     return logits.to(batch.device)

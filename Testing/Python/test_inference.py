@@ -121,6 +121,12 @@ def test_cuda_running_out_of_memory_falls_back_and_says_so(monkeypatch):
     monkeypatch.setattr(inference, "forward", failing_once)
     assert np.allclose(predictor(image).array, expected)
     assert predictor.fallbacks == ["CUDA ran out of memory: inference moved to the CPU (slower, same result)"]
+    # A GPU run is in bfloat16; a CPU that does not compute it natively goes on in float32, and the note says so.
+    predictor.fallbacks, predictor.precision, calls[:] = [], "bfloat16", []
+    monkeypatch.setattr(inference, "inference_precision", lambda device: "float32")
+    assert np.allclose(predictor(image).array, expected)
+    assert predictor.fallbacks == ["CUDA ran out of memory: inference moved to the CPU (slower, same result to "
+                                   "rounding: in float32 there)"]
 
 
 @pytest.mark.parametrize("native", [False, True])
