@@ -56,9 +56,11 @@ def inference_precision(device: str) -> str:
     """The number format the networks compute in on ``device`` (``cpu`` or ``cuda``): ``bfloat16`` where the
     hardware computes it natively (CUDA; CPUs with AVX512-BF16), else ``float32``.
 
-    The networks were trained in bfloat16 autocast. On a 2-core CPU with AVX512-BF16 a pass takes 0.66 of the
-    float32 time; where bfloat16 is only emulated it would be slower, so such CPUs keep float32. Either way the
-    result does not depend on the thread count. ``TUMORSEG_PRECISION=float32`` keeps float32 everywhere.
+    The networks were trained in bfloat16 autocast. On a 2-core CPU with AVX512-BF16 a pass takes about 0.7 of
+    the float32 time (``Testing/Benchmarks/segment_benchmark.py``) and cross-validated Dice does not move; where
+    bfloat16 is only emulated it would be slower, so such CPUs keep float32. A case gives the same result on any
+    thread count (bfloat16 bit for bit, float32 to rounding). ``TUMORSEG_PRECISION=float32`` keeps float32
+    everywhere.
 
     Raises:
         ValueError: for a value of ``TUMORSEG_PRECISION`` other than ``auto`` or ``float32``.
@@ -73,6 +75,7 @@ def inference_precision(device: str) -> str:
         return "float32"
     if device == "cuda":
         return "bfloat16"
+    # PyTorch's own CPU feature check (private; where a build lacks it, float32 is the safe answer).
     native = getattr(getattr(torch, "cpu", None), "_is_avx512_bf16_supported", None)
     return "bfloat16" if native is not None and native() else "float32"
 

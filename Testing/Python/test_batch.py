@@ -21,6 +21,7 @@ from TumorSegLib.batch import COHORT_FILE, JOURNAL_FILE, PLOT_FILE, BatchCase, J
 from TumorSegLib.batch.cohort import cohort_rows, write_cohort
 from TumorSegLib.batch.journal import checksums
 from TumorSegLib.cli import main
+from TumorSegLib.inference import inference_precision
 from TumorSegLib.volume import read_volume
 
 MODEL = "brats18-segresnet8"
@@ -230,6 +231,7 @@ def test_a_batch_survives_a_killed_worker_isolates_a_bad_case_and_matches_tumors
     table = {row["case_id"]: row for row in csv.DictReader((output / COHORT_FILE).open())}
     assert table["Broken_1"]["status"] == "failed" and "not a NIfTI image" in table["Broken_1"]["message"]
     assert float(table["Synth_2"]["WT_ml"]) > 10 and (output / PLOT_FILE).stat().st_size > 10_000
+    assert table["Synth_2"]["device"] == "cpu" and table["Synth_2"]["precision"] == inference_precision("cpu")
 
     files = {key: cohort / "Synth_2" / f"Synth_2_{suffix}.nii.gz" for key, suffix in SEQUENCE_SUFFIXES.items()}
     single = tmp_path / "single" / "Synth_2_seg.nii.gz"

@@ -1,5 +1,6 @@
-"""The cohort's table (one row per case: status, message, volumes, review flags, QA, seconds) and its summary
-plot (volume distributions per region, seconds per case), from the journal's latest entry of every case."""
+"""The cohort's table (one row per case: status, message, volumes, review flags, QA, seconds, device and number
+format) and its summary plot (volume distributions per region, seconds per case), from the journal's latest entry
+of every case."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def cohort_rows(cases: list[BatchCase], entries: dict[str, dict]) -> list[dict]:
             "qa": " ".join(entry.get("qa", [])),
             "seconds": entry.get("seconds", ""),
             "device": entry.get("device") or "",
+            "precision": entry.get("precision") or "",  # the workers of a cluster may differ (inference_precision)
             "output": f"{case.case_id}/" if entry.get("status") == "done" else "",
         })
     return rows

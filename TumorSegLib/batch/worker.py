@@ -166,4 +166,4 @@ def _highlights(summary: dict) -> dict:
     return {"volumes_ml": summary.get("volumes_ml", {}), "review": uncertainty.get("flagged", []),
             "qa": [f"{f['severity']}:{f['code']}" for f in summary.get("qa", []) if f.get("severity") != "info"],
             "not_assessed": summary.get("not_assessed", []), "device": summary.get("device"),
-            "timings_s": summary.get("timings_s", {})}
+            "precision": summary.get("precision"), "timings_s": summary.get("timings_s", {})}

@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     summary["dice_vs_synthetic_truth"] = agreement
     write_summary(summary, json_path(output))
     log(f"\nSegmentation of the synthetic sample: {output}")
-    log(f"Model {result.model.id} on {result.device}, {sum(result.timings_s.values()):.1f} s")
+    log(f"Model {result.model.id} on {result.device} ({result.precision}), {sum(result.timings_s.values()):.1f} s")
     log("Region                                   Volume (mL)")
     names = {"NCR": "necrotic / non-enhancing core", "ED": "oedema", "ET": "enhancing tumour",
              "TC": "tumour core (NCR+ET)", "WT": "whole tumour (NCR+ED+ET)"}
