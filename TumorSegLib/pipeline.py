@@ -23,7 +23,7 @@ from .clinical import (
     coregister,
     extract_brain,
     is_skull_stripped,
-    n4_bias_correction,
+    n4_bias_correction_all,
     refine_with_tumour,
     stripped_sequences,
 )
@@ -319,7 +319,7 @@ def _clean_images(aligned: dict[str, Volume], reference: str, clinical: Clinical
         if clinical.n4:
             report(0.04, "bias-field correction (N4)")
             inside = brain.mask.array.astype(bool) if brain is not None else None  # else Otsu's foreground
-            aligned = {key: n4_bias_correction(volume, mask=inside) for key, volume in aligned.items()}
+            aligned = n4_bias_correction_all(aligned, mask=inside)
     return aligned, brain, stripping
 
 

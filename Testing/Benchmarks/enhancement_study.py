@@ -28,7 +28,7 @@ import numpy as np
 from nested_choice import chosen_on_other_folds  # beside this script
 from scipy import ndimage
 
-from TumorSegLib.clinical.bias import n4_bias_correction
+from TumorSegLib.clinical.bias import n4_bias_correction_all
 from TumorSegLib.enhancement import (
     EnhancementRule,
     EnhancementRules,
@@ -66,7 +66,7 @@ def case_images(case_files: dict, spec, n4: bool) -> dict[str, Volume]:
     """The case's sequences as the network saw them: N4-corrected on SimpleITK's Otsu foreground, as the
     pipeline does for skull-stripped input, when ``n4``."""
     images = {key: read_volume(case_files[key]) for key in spec.sequences}
-    return {key: n4_bias_correction(volume) for key, volume in images.items()} if n4 else images
+    return n4_bias_correction_all(images) if n4 else images
 
 
 def predict(out: Path, folds: list[list[str]], cases: dict, spec, n4: bool) -> None:

@@ -2,7 +2,7 @@
 correction and brain extraction, each reporting what it did; the atlas tissue regions that check each
 sequence's contrast."""
 
-from .bias import n4_bias_correction
+from .bias import n4_bias_correction, n4_bias_correction_all
 from .brain import (
     AtlasBrainExtractor,
     BrainExtraction,
@@ -15,6 +15,6 @@ from .brain import (
 from .coregistration import CoRegistration, coregister, is_aligned
 from .tissues import atlas_tissues, check_tissue_contrast
 
-__all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "is_skull_stripped",
+__all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "n4_bias_correction_all", "is_skull_stripped",
            "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour", "stripped_sequences",
            "atlas_tissues", "check_tissue_contrast"]

@@ -75,7 +75,7 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     """Preprocess one case into ``out_path`` (.npz holding ``image`` (C,I,J,K) uint8, ``label`` uint8, ``brain``
     and ``n4``). With ``n4``, each sequence is first N4-corrected as the pipeline corrects skull-stripped input
     (fitted on SimpleITK's Otsu foreground)."""
-    from ..clinical.bias import n4_bias_correction
+    from ..clinical.bias import n4_bias_correction_all
     from ..geometry import crop, reorient, resample_to_grid
     from ..preprocessing import check_same_grid, prepare_input
     from ..qa import run_qa
@@ -85,7 +85,7 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     run_qa(dict(zip(sequences, volumes))).raise_for_errors()
     check_same_grid(volumes, list(sequences))
     if n4:
-        volumes = [n4_bias_correction(volume) for volume in volumes]
+        volumes = list(n4_bias_correction_all(dict(zip(sequences, volumes))).values())
     prepared = prepare_input(volumes, spacing, margin=2)
     label = read_volume(files["label"])
     label = label.with_array(to_internal_labels(label.array))
