@@ -58,9 +58,10 @@ def inference_precision(device: str) -> str:
 
     The networks were trained in bfloat16 autocast. On a 2-core CPU with AVX512-BF16 a pass takes about 0.7 of
     the float32 time (``Testing/Benchmarks/segment_benchmark.py``) and cross-validated Dice does not move; where
-    bfloat16 is only emulated it would be slower, so such CPUs keep float32. A case gives the same result on any
-    thread count (bfloat16 bit for bit, float32 to rounding). ``TUMORSEG_PRECISION=float32`` keeps float32
-    everywhere.
+    bfloat16 is only emulated it would be slower, so such CPUs keep float32. On any thread count the network gives
+    the same probabilities to float rounding; bfloat16 rounds its input coarsely, so that input must not differ
+    either (hence N4 on one thread, :mod:`~TumorSegLib.clinical.bias`). ``TUMORSEG_PRECISION=float32`` keeps
+    float32 everywhere.
 
     Raises:
         ValueError: for a value of ``TUMORSEG_PRECISION`` other than ``auto`` or ``float32``.
