@@ -12,9 +12,12 @@ from ..volume import Volume
 
 __all__ = ["n4_bias_correction", "n4_bias_correction_all"]
 
+SHRINK = 4  # down-sampling factor of the fit (the field is smooth, so this loses nothing)
+ITERATIONS = (50, 50, 30)  # fitting iterations per resolution level
 
-def n4_bias_correction(volume: Volume, mask: np.ndarray | None = None, shrink: int = 4,
-                       iterations: tuple[int, ...] = (50, 50, 30)) -> Volume:
+
+def n4_bias_correction(volume: Volume, mask: np.ndarray | None = None, shrink: int = SHRINK,
+                       iterations: tuple[int, ...] = ITERATIONS) -> Volume:
     """N4 bias-field correction (SimpleITK), fitted on a shrunk image and applied at full resolution.
 
     ITK runs on one thread (:func:`~TumorSegLib.registration.repeatable_itk`): on several, N4's B-spline fit
@@ -41,12 +44,11 @@ def n4_bias_correction_all(volumes: Mapping[str, Volume], mask: np.ndarray | Non
 
     workers = max(1, min(len(volumes), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()))
     with repeatable_itk(), ThreadPoolExecutor(workers) as pool:
-        corrected = list(pool.map(lambda volume: _corrected(volume, mask), volumes.values()))
+        corrected = list(pool.map(lambda volume: _corrected(volume, mask, SHRINK, ITERATIONS), volumes.values()))
     return dict(zip(volumes, corrected))
 
 
-def _corrected(volume: Volume, mask: np.ndarray | None, shrink: int = 4,
-               iterations: tuple[int, ...] = (50, 50, 30)) -> Volume:
+def _corrected(volume: Volume, mask: np.ndarray | None, shrink: int, iterations: tuple[int, ...]) -> Volume:
     """The correction itself; the caller holds ITK at one thread."""
     import SimpleITK as sitk
 
