@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from TumorSegLib.models import MODELS_DIR, get_model  # noqa: E402
-from TumorSegLib.training import prepare_cache  # noqa: E402
+from TumorSegLib.training import cached_cases, prepare_cache  # noqa: E402
 
 MONAI = "monai==1.6.1"
 CALL_LIMIT_BYTES = 64 * 2**20  # what one device call may carry, the working tree included
@@ -43,9 +43,7 @@ def split_cache(cache: Path, gpu: Path, budget_bytes: int, first_budget_bytes: i
     gpu.mkdir(parents=True, exist_ok=True)
     parts: list[Path] = []
     size, budget = budget_bytes, budget_bytes
-    for case in sorted(cache.glob("*.npz")):
-        if case.name.endswith(".partial.npz"):
-            continue
+    for case in (cache / f"{name}.npz" for name in cached_cases(cache)):
         compressed = gpu / f".{case.name}"
         with np.load(case) as data:  # an older, uncompressed cache is compressed here
             np.savez_compressed(compressed, **{key: data[key] for key in data.files})

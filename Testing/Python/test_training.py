@@ -175,7 +175,7 @@ def test_a_case_added_to_the_data_joins_the_split_of_an_earlier_run(tiny_brats_f
     assert "new case Tiny3: added to fold 0" in capsys.readouterr().out
     split = json.loads((out / "folds.json").read_text())
     assert split["folds"] == [["Tiny1", "Tiny3"], ["Tiny2"]] and split["seed"] == 1
-    assert not list(out.glob(".*partial*"))
+    assert not list(out.rglob(".*partial*"))
 
 
 def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_brats_folder, tmp_path, capsys):
@@ -214,7 +214,8 @@ def test_the_gpu_cache_is_compressed_into_parts_that_each_fit_one_device_call(tm
         image = np.repeat(rng.integers(0, 255, (4, 40, 40, 1), dtype=np.uint8), 40, axis=3)
         np.savez(cache / f"Case{n}.npz", image=image, label=np.zeros((40, 40, 40), np.uint8),
                  brain=np.ones((40, 40, 40), bool))
-    (cache / "Case9.npz.partial.npz").write_bytes(b"")  # an interrupted write is not a case
+    (cache / "Case9.npz.partial.npz").write_bytes(b"")  # interrupted writes (an older cache's, and today's)
+    (cache / ".4242.partial.Case8.npz").write_bytes(b"")  # are not cases
     one = (cache / "Case0.npz").stat().st_size
     parts = gpu_prepare.split_cache(cache, gpu, budget_bytes=one // 4, first_budget_bytes=one // 8)
     sizes = [gpu_prepare.folder_bytes(part) for part in parts]

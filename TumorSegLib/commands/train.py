@@ -36,13 +36,13 @@ def _check_cache_n4(cache: Path, cases: list[str], n4: bool) -> None:
 
 def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[list[str]]]:
     """(cache folder, case names, folds): the cache built when needed, the split read or made once."""
-    from ..training import extend_folds, make_folds, prepare_cache
+    from ..training import cached_cases, extend_folds, make_folds, prepare_cache
 
     data, out = Path(args.data_dir), Path(args.output)
     cache = Path(args.cache) if args.cache else out / "cache"
-    if any(data.glob("*.npz")):  # already a preprocessed cache (e.g. carried to a GPU machine)
+    if cached_cases(data):  # already a preprocessed cache (e.g. carried to a GPU machine)
         cache = data
-        cases = sorted(p.stem for p in data.glob("*.npz") if not p.name.endswith(".partial.npz"))
+        cases = cached_cases(data)
         _check_cache_n4(data, cases, args.n4)
     else:
         cases = prepare_cache(data, cache, log=log, skip_incomplete=args.skip_incomplete, n4=args.n4)

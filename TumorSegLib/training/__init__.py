@@ -7,6 +7,7 @@ from .data import (
     QUANT_OFFSET,
     QUANT_SCALE,
     cache_case,
+    cached_cases,
     cached_with_n4,
     extend_folds,
     find_cases,
@@ -17,5 +18,6 @@ from .data import (
 from .loop import export_weights, train, train_runs, validate
 from .sampler import PatchSampler, device_cases, region_channels
 
-__all__ = ["find_cases", "cache_case", "cached_with_n4", "prepare_cache", "load_cached_case", "make_folds", "extend_folds", "TrainConfig",
-           "train", "train_runs", "validate", "export_weights", "PatchSampler", "device_cases", "region_channels", "QUANT_OFFSET", "QUANT_SCALE"]
+__all__ = ["find_cases", "cache_case", "cached_cases", "cached_with_n4", "prepare_cache", "load_cached_case",
+           "make_folds", "extend_folds", "TrainConfig", "train", "train_runs", "validate", "export_weights",
+           "PatchSampler", "device_cases", "region_channels", "QUANT_OFFSET", "QUANT_SCALE"]

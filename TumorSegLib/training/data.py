@@ -8,7 +8,6 @@ N4-corrected first, so a network trains on the images it will be given; a cache 
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +17,8 @@ import numpy as np
 from ..labels import Label, to_internal_labels
 from ..sequences import FILE_SUFFIXES, SEQUENCES
 
-__all__ = ["QUANT_OFFSET", "QUANT_SCALE", "find_cases", "cache_case", "cached_with_n4", "prepare_cache",
-           "load_cached_case", "make_folds"]
+__all__ = ["QUANT_OFFSET", "QUANT_SCALE", "find_cases", "cache_case", "cached_cases", "cached_with_n4",
+           "prepare_cache", "load_cached_case", "make_folds"]
 
 LABEL_SUFFIXES = ("seg",)
 QUANT_OFFSET = 64.0
@@ -79,7 +78,7 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     from ..geometry import crop, reorient, resample_to_grid
     from ..preprocessing import check_same_grid, prepare_input
     from ..qa import run_qa
-    from ..volume import read_volume
+    from ..volume import atomic_write, read_volume
 
     volumes = [read_volume(files[key]) for key in sequences]
     run_qa(dict(zip(sequences, volumes))).raise_for_errors()
@@ -92,13 +91,17 @@ def cache_case(files: dict[str, Path], sequences: Sequence[str], spacing: Sequen
     label = resample_to_grid(reorient(label), prepared.model_grid, order=0)
     label = crop(label, prepared.box)
     image = np.clip(np.round(prepared.image.array * QUANT_SCALE + QUANT_OFFSET), 0, 255).astype(np.uint8)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".partial.npz")
     # Compressed: a case is ~4 MB instead of ~20 MB, so the cache crosses to a lent GPU in a few device calls.
-    np.savez_compressed(tmp, image=image, label=label.array.astype(np.uint8), brain=prepared.brain_mask,
-                        n4=np.bool_(n4))
-    os.replace(tmp, out_path)
+    atomic_write(out_path, lambda partial: np.savez_compressed(
+        partial, image=image, label=label.array.astype(np.uint8), brain=prepared.brain_mask, n4=np.bool_(n4)))
     return {"shape": list(image.shape[1:]), "voxels": {k.name: int((label.array == k).sum()) for k in Label}}
+
+
+def cached_cases(cache_dir: Path) -> list[str]:
+    """Names of the cases cached in ``cache_dir``, sorted; a write in progress or interrupted (a temporary name,
+    hidden, or an older cache's ``.partial.npz``) is not a case."""
+    return sorted(p.stem for p in Path(cache_dir).glob("*.npz")
+                  if not p.name.startswith(".") and not p.name.endswith(".partial.npz"))
 
 
 def cached_with_n4(path: Path) -> bool:
