@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from TumorSegLib.inference import inference_precision
 from TumorSegLib.training import QUANT_SCALE, TrainConfig, cache_case, find_cases, load_cached_case, make_folds, train
 
 
@@ -98,6 +99,7 @@ def test_training_runs_checkpoints_and_resumes(brats_folder, tmp_path):
     assert weights.exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["summary"]["steps"] == 2 and "CaseB" in history["summary"]["validation"]
+    assert history["summary"]["precision"] == inference_precision("cpu")  # as inference computes on this CPU
     assert any("step 2 loss" in line for line in lines)
     # Resuming with a longer schedule continues from step 2 rather than starting again.
     config.max_steps = 3
@@ -178,7 +180,8 @@ def test_a_case_added_to_the_data_joins_the_split_of_an_earlier_run(tiny_brats_f
     assert not list(out.rglob(".*partial*"))
 
 
-def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_brats_folder, tmp_path, capsys):
+def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_brats_folder, tmp_path, capsys,
+                                                                        monkeypatch):
     from TumorSegLib.cli import main
 
     out = tmp_path / "run"
@@ -189,8 +192,12 @@ def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_br
     assert "--init-filters 4: give a multiple of 8" in capsys.readouterr().err
     assert main([*base, "--fold", "0", "--scanner-shift", "1.5"]) == 2
     assert "--scanner-shift 1.5: give a probability (0-1)" in capsys.readouterr().err
+    monkeypatch.setenv("TUMORSEG_PRECISION", "half")
+    assert main([*base, "--fold", "0"]) == 2
+    assert "TUMORSEG_PRECISION='half' is not understood" in capsys.readouterr().err
     assert not out.exists()  # all refused before any case was preprocessed
     out.mkdir()
+    monkeypatch.delenv("TUMORSEG_PRECISION")
     (out / "folds.json").write_text(json.dumps({"seed": 1, "k": 2, "folds": [["Tiny1"], ["Other"]]}))
     assert main([*base, "--fold", "0"]) == 2
     error = capsys.readouterr().err

@@ -61,6 +61,7 @@ def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[lis
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..inference import inference_precision, resolve_device
     from ..training import TrainConfig, train_runs
 
     # Checked before the (slow) cache is built.
@@ -74,6 +75,7 @@ def _train(args: argparse.Namespace) -> int:
                            "(WT TC ET), none negative, not all 0")
     if not 0 <= args.scanner_shift <= 1:
         raise ValueError(f"--scanner-shift {args.scanner_shift}: give a probability (0-1), e.g. 0.15")
+    inference_precision(resolve_device(args.device))  # TUMORSEG_PRECISION understood (training computes in it too)
     cache, cases, folds = _training_cases(args)
     config = TrainConfig(init_filters=args.init_filters, patch_size=tuple(args.patch_size), batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_steps=args.max_steps, time_limit_s=args.time_limit,
