@@ -1,6 +1,7 @@
 """Is a retrained fold network better than the shipped one, on the cases both never saw? (before installing)
 
-Segments each held-out case of fold ``k`` (the shipped split) through the full pipeline with the new weights
+Segments each held-out case of fold ``k`` (the shipped split, and any shared case outside it that the new runs
+also held out, by their ``config.json``) through the full pipeline with the new weights
 (e.g. ``runs/<run>/fold<k>/model.pt`` from ``tumorseg train --resume-from``, or a ``fold<k>.pt`` brought back
 from a lent GPU; several as NAME=PATH) and with the shipped fold-``k`` member, with all four sequences and with
 T1c+FLAIR, and each case made non-enhancing (false ET in mL). With ``--shifts`` also each case as another
@@ -48,6 +49,19 @@ def _named_weights(text: str) -> tuple[str, Path]:
     return name or "new", Path(path)
 
 
+def also_held_out(weights: list[tuple[str, Path]], folds: list[list[str]], cases) -> list[str]:
+    """Shared cases outside the shipped split (no shipped member saw them) that every new run held out too (listed
+    as validation cases in the ``config.json`` beside its weights); none when a run has no ``config.json``."""
+    unsplit = sorted(set(cases) - {case for fold in folds for case in fold})
+    for _, path in weights:
+        config = path.parent / "config.json"
+        if not config.exists():
+            return []
+        held = set(json.loads(config.read_text()).get("val_cases", []))
+        unsplit = [case for case in unsplit if case in held]
+    return unsplit
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from enhancement_study import made_non_enhancing
@@ -79,8 +93,11 @@ def main() -> None:
     subsets.update({name: SUBSETS["all four"] for name in shifts})
     clinical = ClinicalOptions(n4=not args.no_n4)
     cases = find_cases(Path(args.data))
+    extra = also_held_out(args.weights, folds, cases)
+    if extra:
+        print(f"also held out by every network compared (outside the shipped split): {', '.join(extra)}")
     rows = []
-    for case in folds[args.fold]:
+    for case in folds[args.fold] + extra:
         images = {key: read_volume(cases[case][key]) for key in spec.sequences}
         truth = to_internal_labels(read_volume(cases[case]["label"]).array)
         inputs = {subset: {key: images[key] for key in keys} for subset, keys in subsets.items() if subset in SUBSETS}

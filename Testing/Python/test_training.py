@@ -335,9 +335,10 @@ def test_a_crafted_checkpoint_cannot_run_code_when_training_resumes(tiny_brats_f
     assert "checkpoint" in capsys.readouterr().err
 
 
-def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configuration(tiny_brats_folder, tmp_path):
+def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configuration(tiny_brats_folder, tmp_path,
+                                                                                   monkeypatch):
     # scripts/train_gpu.sh as a lent GPU runs it, here on the CPU: parts of the cache gathered, every run in one
-    # process started from earlier weights, and what comes back fits the device tool (at most 8 files).
+    # process started from earlier weights, and what comes back fits the device tool (at most 8 files) and installs.
     import subprocess
     import sys
     import tarfile
@@ -376,6 +377,48 @@ def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configurat
     assert history["summary"]["steps"] == 2  # one step earlier, one now
     assert config["scanner_shift"] == 0.15 and config["remove_enhancement"] == 0.3  # the GPU recipe's defaults
     assert config["n4_cache"] is True  # on the images the pipeline gives the network
+    check_installing(out, earlier, tmp_path / "models", monkeypatch)
+
+
+def check_installing(gpu_out: Path, run_folder: Path, models: Path, monkeypatch) -> None:
+    """scripts/install_trained_weights.py into a copy of the registry: what a GPU brought back, then a run folder."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    from TumorSegLib.models import MODELS_DIR, REGISTRY_FILE
+
+    spec = importlib.util.spec_from_file_location("install", Path(__file__).parents[2] / "scripts" /
+                                                  "install_trained_weights.py")
+    install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install)
+    (models / "training").mkdir(parents=True)
+    shutil.copy(MODELS_DIR / REGISTRY_FILE, models / REGISTRY_FILE)
+    monkeypatch.setattr(install, "MODELS_DIR", models)
+
+    def registered() -> dict:
+        weights = json.loads((models / REGISTRY_FILE).read_text())["models"][0]["weights"]
+        return {w["path"]: w["sha256"] for w in weights}
+
+    def installed(folder: Path) -> dict:
+        monkeypatch.setattr(sys, "argv", ["install_trained_weights.py", str(folder)])
+        install.main()
+        return registered()
+
+    registry = installed(gpu_out)
+    digest = hashlib.sha256((gpu_out / "fold1.pt").read_bytes()).hexdigest()
+    assert registry["brats18-segresnet8-fold1.pt"] == digest and (models / "brats18-segresnet8-fold1.pt").exists()
+    assert json.loads((models / "training" / "history_foldall.json").read_text())["summary"]["steps"] == 2
+    (run_folder / "fold2" / "history.json").unlink()  # an unfinished run installs nothing
+    with pytest.raises(SystemExit, match="fold2/history.json missing"):
+        installed(run_folder)
+    assert registered() == registry and hashlib.sha256((models / "brats18-segresnet8-fold1.pt").read_bytes()) \
+        .hexdigest() == digest
+    shutil.rmtree(run_folder / "fold2")
+    registry = installed(run_folder)
+    digest = hashlib.sha256((run_folder / "fold1" / "model.pt").read_bytes()).hexdigest()
+    assert registry["brats18-segresnet8-fold1.pt"] == digest
+    assert json.loads((models / "training" / "config_fold1.json").read_text())["train_cases"]
 
 
 def test_an_incomplete_case_stops_training_naming_it_unless_asked_to_skip(tiny_brats_folder, tmp_path, capsys):
