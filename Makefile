@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tumorseg-installed
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup system-packages demo web test lint bench cv gpu-prepare train-gpu clean
+.PHONY: setup system-packages demo web test lint bench cv gpu-prepare train-gpu train-cpu clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,12 @@ gpu-prepare: setup
 
 train-gpu:
 	bash scripts/train_gpu.sh
+
+# Without a GPU: one member trained further on the CPU (scripts/train_cpu.sh; FOLD 0-4 or all).
+FOLD ?= 0
+TIME_LIMIT ?= 4800
+train-cpu: setup
+	bash scripts/train_cpu.sh $(FOLD) $(TIME_LIMIT)
 
 clean:
 	rm -rf demo_output web_output runs .pytest_cache

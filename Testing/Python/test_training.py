@@ -434,3 +434,34 @@ def test_an_incomplete_case_stops_training_naming_it_unless_asked_to_skip(tiny_b
     assert main([*args, "--skip-incomplete"]) == 0
     assert sorted(sum(json.loads((tmp_path / "run" / "folds.json").read_text())["folds"], [])) == \
         ["Tiny1", "Tiny2", "Tiny3"]
+
+
+def test_the_cpu_training_script_carries_a_shipped_member_on_and_resumes(tiny_brats_folder, tmp_path):
+    # scripts/train_cpu.sh in a tiny configuration: it starts from the shipped fold-0 member (its steps carried
+    # on), with the recipe's enhancement removal, on an N4 cache; run again, it resumes from its checkpoint.
+    import subprocess
+    import sys
+
+    from TumorSegLib.models import MODELS_DIR
+
+    root = Path(__file__).resolve().parents[2]
+    folds = tmp_path / "folds.json"
+    folds.write_text(json.dumps({"seed": 1, "k": 3, "folds": [["Tiny1"], ["Tiny2"], ["Tiny3"]]}))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(tiny_brats_folder), "GPU_DIR": str(tmp_path / "gpu"),
+           "OUT_DIR": str(out), "FOLDS": str(folds), "EXTRA_ARGS": "--patch-size 32 32 32 --batch-size 1 --max-steps 1"}
+
+    def run() -> str:
+        completed = subprocess.run(["bash", str(root / "scripts" / "train_cpu.sh"), "0", "600"], env=env,
+                                   capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        return completed.stdout
+
+    assert "started fold0 from" in run()
+    shipped = json.loads((MODELS_DIR / "training" / "history_fold0.json").read_text())["summary"]["steps"]
+    history = json.loads((out / "fold0" / "history.json").read_text())["summary"]
+    config = json.loads((out / "fold0" / "config.json").read_text())
+    assert history["steps"] == shipped + 1 and history["validation"].keys() == {"Tiny1"}
+    assert config["remove_enhancement"] == 0.3 and config["learning_rate"] == 5e-4 and config["n4_cache"] is True
+    assert "resumed from step 1: fold0" in run()
+    assert (out / "train.log").read_text().count("[train] fold0 done") == 2
