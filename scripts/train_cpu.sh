@@ -23,9 +23,17 @@ limit=${2:-4800}
 python=${PYTHON:-.venv/bin/python}
 gpu=${GPU_DIR:-.gpu}
 out=${OUT_DIR:-runs/cpu_fold$fold}
+split=${FOLDS:-Resources/Models/training/folds.json}
+# A fold the split lacks is refused before anything is written.
+"$python" - "$split" "$fold" <<'PY' || exit 2
+import json, sys
+count = len(json.load(open(sys.argv[1]))["folds"])
+if sys.argv[2] != "all" and sys.argv[2] not in map(str, range(count)):
+    sys.exit(f"scripts/train_cpu.sh: fold {sys.argv[2]!r}: give 0-{count - 1} (the folds of {sys.argv[1]}) or all")
+PY
 mkdir -p "$out" "$gpu"
 # The shipped split, so the network is held out on the cases the model card says; new shared cases join a fold.
-[ -f "$out/folds.json" ] || cp "${FOLDS:-Resources/Models/training/folds.json}" "$out/folds.json"
+[ -f "$out/folds.json" ] || cp "$split" "$out/folds.json"
 # The members as shipped now (installed weights included), with their step counts, to start from.
 GPU_DIR=$gpu "$python" -c "import os, sys; sys.path.insert(0, 'scripts'); import gpu_prepare; from pathlib import Path
 gpu_prepare.resume_folder(Path(os.environ['GPU_DIR']))"

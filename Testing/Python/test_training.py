@@ -451,12 +451,13 @@ def test_the_cpu_training_script_carries_a_shipped_member_on_and_resumes(tiny_br
     env = {**os.environ, "PYTHON": sys.executable, "DATA": str(tiny_brats_folder), "GPU_DIR": str(tmp_path / "gpu"),
            "OUT_DIR": str(out), "FOLDS": str(folds), "EXTRA_ARGS": "--patch-size 32 32 32 --batch-size 1 --max-steps 1"}
 
-    def run() -> str:
-        completed = subprocess.run(["bash", str(root / "scripts" / "train_cpu.sh"), "0", "600"], env=env,
+    def run(fold: str = "0", code: int = 0) -> str:
+        completed = subprocess.run(["bash", str(root / "scripts" / "train_cpu.sh"), fold, "600"], env=env,
                                    capture_output=True, text=True, timeout=600)
-        assert completed.returncode == 0, completed.stdout + completed.stderr
-        return completed.stdout
+        assert completed.returncode == code, completed.stdout + completed.stderr
+        return completed.stdout + completed.stderr
 
+    assert "fold '3': give 0-2" in run("3", code=2) and not out.exists()  # refused before anything is written
     assert "started fold0 from" in run()
     shipped = json.loads((MODELS_DIR / "training" / "history_fold0.json").read_text())["summary"]["steps"]
     history = json.loads((out / "fold0" / "history.json").read_text())["summary"]
