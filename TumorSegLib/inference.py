@@ -24,8 +24,9 @@ from .volume import Volume
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device", "PRECISION_VARIABLE", "inference_precision", "flip_sets", "window_count", "forward",
-           "forward_safely", "Predictor", "keep_predictors", "predictor_for", "predictors_loaded"]
+__all__ = ["resolve_device", "PRECISION_VARIABLE", "inference_precision", "precision_autocast", "flip_sets",
+           "window_count", "forward", "forward_safely", "Predictor", "keep_predictors", "predictor_for",
+           "predictors_loaded"]
 
 Progress = Callable[[float, str], None]
 
@@ -79,6 +80,14 @@ def inference_precision(device: str) -> str:
     # PyTorch's own CPU feature check (private; where a build lacks it, float32 is the safe answer).
     native = getattr(getattr(torch, "cpu", None), "_is_avx512_bf16_supported", None)
     return "bfloat16" if native is not None and native() else "float32"
+
+
+def precision_autocast(device: str):
+    """The autocast context the networks run in on ``device``: bfloat16 where :func:`inference_precision` says so,
+    else none. Inference and training both use it, so a network trains in the format it is later run in."""
+    import torch
+
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=inference_precision(device) == "bfloat16")
 
 
 def flip_sets(count: int) -> list[tuple[int, ...]]:
@@ -142,8 +151,7 @@ def forward(network, batch: torch.Tensor, spec: ModelSpec, overlap: float = 0.25
             progress(min(done[0] / total, 1.0))
             return out
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=inference_precision(device.type) == "bfloat16")
+    autocast = precision_autocast(device.type)
     try:
         for layer in layers:
             layer.train(dropout)

@@ -15,6 +15,6 @@ from .brain import (
 from .coregistration import CoRegistration, coregister, is_aligned
 from .tissues import atlas_tissues, check_tissue_contrast
 
-__all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "n4_bias_correction_all", "is_skull_stripped",
-           "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain", "refine_with_tumour", "stripped_sequences",
-           "atlas_tissues", "check_tissue_contrast"]
+__all__ = ["CoRegistration", "coregister", "is_aligned", "n4_bias_correction", "n4_bias_correction_all",
+           "is_skull_stripped", "BrainExtraction", "BrainExtractor", "AtlasBrainExtractor", "extract_brain",
+           "refine_with_tumour", "stripped_sequences", "atlas_tissues", "check_tissue_contrast"]

@@ -40,9 +40,9 @@ def _training_cases(args: argparse.Namespace) -> tuple[Path, list[str], list[lis
 
     data, out = Path(args.data_dir), Path(args.output)
     cache = Path(args.cache) if args.cache else out / "cache"
-    if cached_cases(data):  # already a preprocessed cache (e.g. carried to a GPU machine)
+    cases = cached_cases(data)
+    if cases:  # already a preprocessed cache (e.g. carried to a GPU machine)
         cache = data
-        cases = cached_cases(data)
         _check_cache_n4(data, cases, args.n4)
     else:
         cases = prepare_cache(data, cache, log=log, skip_incomplete=args.skip_incomplete, n4=args.n4)
