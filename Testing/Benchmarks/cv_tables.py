@@ -1,6 +1,6 @@
 """Print the model card's cross-validation tables (Markdown) from ``cross_validation.json``.
 
-    python Testing/Benchmarks/cv_tables.py [runs/cv/cross_validation.json]
+    python Testing/Benchmarks/cv_tables.py [runs/cv/cross_validation.json | runs/cv]
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ def row(name: str, count: int, m: dict) -> str:
 
 
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "cv" / "cross_validation.json"
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "cv"
+    path = path / "cross_validation.json" if path.is_dir() else path  # the folder cross_validation.py --out wrote
+    if not path.is_file():
+        sys.exit(f"{path}: not found: give the cross_validation.json that cross_validation.py wrote, or its folder")
     results = json.loads(path.read_text())
     cases = results["cases"]
     header = "| {} | Cases | WT Dice | TC Dice | ET Dice | WT HD95 | TC HD95 | ET HD95 |\n|---|---|---|---|---|---|---|---|"

@@ -466,3 +466,57 @@ def test_the_cpu_training_script_carries_a_shipped_member_on_and_resumes(tiny_br
     assert config["remove_enhancement"] == 0.3 and config["learning_rate"] == 5e-4 and config["n4_cache"] is True
     assert "resumed from step 1: fold0" in run()
     assert (out / "train.log").read_text().count("[train] fold0 done") == 2
+
+
+def test_a_tuned_member_blended_with_its_start_becomes_a_run_folder_that_installs(tmp_path, monkeypatch):
+    # scripts/blend_weights.py on a shipped member and a "tuned" copy of it: the blend is the tensors' mean, the run's
+    # records travel with it, and nothing is overwritten or blended with the wrong weights.
+    import importlib.util
+    import sys
+
+    import torch
+
+    from TumorSegLib.models import MODELS_DIR
+    from TumorSegLib.training import blend_weights, export_weights
+
+    start_file = MODELS_DIR / "brats18-segresnet8-fold1.pt"
+    start = torch.load(start_file, map_location="cpu", weights_only=True)
+    tuned = {key: value.float() + 0.25 if value.is_floating_point() else value for key, value in start.items()}
+    run = tmp_path / "cpu_fold1"
+    (run / "fold1").mkdir(parents=True)
+    export_weights(tuned, run / "fold1" / "model.pt")
+    (run / "fold1" / "config.json").write_text(json.dumps({"train_cases": ["A"], "val_cases": ["B"]}))
+    (run / "fold1" / "history.json").write_text(json.dumps({"summary": {"steps": 2140}, "history": []}))
+    (run / "train.log").write_text("[train] fold1 done\n")
+    spec = importlib.util.spec_from_file_location("blend", Path(__file__).parents[2] / "scripts" / "blend_weights.py")
+    blend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blend)
+
+    def blended(*extra: str) -> Path:
+        monkeypatch.setattr(sys, "argv", ["blend_weights.py", str(run), "1", *extra])
+        blend.main()
+        return tmp_path / "cpu_fold1_blend50"
+
+    out = blended()
+    weights = torch.load(out / "fold1" / "model.pt", map_location="cpu", weights_only=True)
+    key = "convInit.conv.weight"
+    assert weights[key].dtype == torch.float16 and set(weights) == set(start)
+    assert torch.allclose(weights[key].float(), start[key].float() + 0.125, atol=2e-3)  # halfway, in float16
+    history = json.loads((out / "fold1" / "history.json").read_text())
+    assert history["summary"]["steps"] == 2140 and history["blend"]["tuned_share"] == 0.5
+    assert history["blend"]["start"] == str(start_file) and len(history["blend"]["start_sha256"]) == 64
+    assert json.loads((out / "fold1" / "config.json").read_text())["val_cases"] == ["B"]
+    assert (out / "train.log").exists() and not list(tmp_path.glob("*.partial"))
+    before = (out / "fold1" / "model.pt").read_bytes()
+    with pytest.raises(SystemExit, match="exists: give another -o"):
+        blended()
+    assert (out / "fold1" / "model.pt").read_bytes() == before  # an earlier blend is kept
+    with pytest.raises(SystemExit, match="this run's own weights"):  # e.g. the run installed already
+        blended("--start", str(run / "fold1" / "model.pt"), "-o", str(tmp_path / "again"))
+    with pytest.raises(SystemExit, match="differ in their tensors"):
+        torch.save({"other.weight": torch.zeros(1)}, tmp_path / "other.pt")
+        blended("--start", str(tmp_path / "other.pt"), "-o", str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        blend_weights(tuned, start, 1.5)
+    assert torch.equal(blend_weights(tuned, start, 1.0)[key], tuned[key])
