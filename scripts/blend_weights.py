@@ -51,7 +51,9 @@ def blend_run(run: Path, fold: str, weight: float, start: Path, out: Path) -> Pa
     export_weights(blended, partial / f"fold{fold}" / "model.pt")
     shutil.copy2(run / f"fold{fold}" / "config.json", partial / f"fold{fold}" / "config.json")
     history = json.loads((run / f"fold{fold}" / "history.json").read_text())
-    history["blend"] = {"tuned_share": weight, "tuned_sha256": sha256_of(tuned_file), "start": str(start),
+    named = start.resolve()  # the repository's own files by their place in it: the record ships with the weights
+    named = named.relative_to(ROOT) if named.is_relative_to(ROOT) else named
+    history["blend"] = {"tuned_share": weight, "tuned_sha256": sha256_of(tuned_file), "start": str(named),
                         "start_sha256": sha256_of(start)}
     (partial / f"fold{fold}" / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     if (run / "train.log").exists():
