@@ -25,6 +25,21 @@ from TumorSegLib.models import MODELS_DIR, sha256_of  # noqa: E402
 from TumorSegLib.training import blend_weights, export_weights  # noqa: E402
 
 
+def _share(text: str) -> float:
+    share = float(text)
+    if not 0.0 < share <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text}: give the tuned network's share in (0, 1], e.g. 0.5")
+    return share
+
+
+def _installed_blend_of(tuned_file: Path, fold: str) -> bool:
+    """Whether the shipped member of ``fold`` is already a blend made from ``tuned_file`` (its history says so):
+    the shipped member is then no longer the weights the run started from."""
+    history = MODELS_DIR / "training" / f"history_fold{fold}.json"
+    record = json.loads(history.read_text()).get("blend", {}) if history.is_file() else {}
+    return tuned_file.is_file() and record.get("tuned_sha256") == sha256_of(tuned_file)
+
+
 def blend_run(run: Path, fold: str, weight: float, start: Path, out: Path) -> Path:
     """Write ``out/fold<fold>/`` (blended ``model.pt``, config, history with the blend recorded) and the run's log."""
     import torch
@@ -66,11 +81,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="run folder holding fold<k>/model.pt")
     parser.add_argument("fold", help="0-4 or all")
-    parser.add_argument("--weight", type=float, default=0.5, help="share of the tuned network (default 0.5)")
+    parser.add_argument("--weight", type=_share, default=0.5, help="share of the tuned network (default 0.5)")
     parser.add_argument("--start", type=Path, help="weights the run started from (default: the shipped member)")
     parser.add_argument("-o", "--out", type=Path)
     args = parser.parse_args()
     start = args.start or MODELS_DIR / f"brats18-segresnet8-{'all' if args.fold == 'all' else 'fold' + args.fold}.pt"
+    if args.start is None and _installed_blend_of(args.run / f"fold{args.fold}" / "model.pt", args.fold):
+        raise SystemExit(f"{start} is a blend of this run, installed already: give --start the weights the run "
+                         "started from")
     out = args.out or args.run.with_name(f"{args.run.name}_blend{round(args.weight * 100)}")
     print(blend_run(args.run, args.fold, args.weight, start, out))
 

@@ -517,7 +517,15 @@ def test_a_tuned_member_blended_with_its_start_becomes_a_run_folder_that_install
     with pytest.raises(SystemExit, match="differ in their tensors"):
         torch.save({"other.weight": torch.zeros(1)}, tmp_path / "other.pt")
         blended("--start", str(tmp_path / "other.pt"), "-o", str(tmp_path / "again"))
+    with pytest.raises(SystemExit):  # argparse: a share outside (0, 1]
+        blended("--weight", "0", "-o", str(tmp_path / "again"))
     assert not (tmp_path / "again").exists()
+    installed = tmp_path / "models"  # the shipped member is this run's blend already: no longer its start
+    (installed / "training").mkdir(parents=True)
+    (installed / "training" / "history_fold1.json").write_text(json.dumps(history))
+    monkeypatch.setattr(blend, "MODELS_DIR", installed)
+    with pytest.raises(SystemExit, match="a blend of this run, installed already"):
+        blended("-o", str(tmp_path / "again"))
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         blend_weights(tuned, start, 1.5)
     assert torch.equal(blend_weights(tuned, start, 1.0)[key], tuned[key])
