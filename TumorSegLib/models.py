@@ -112,6 +112,17 @@ class ModelSpec:
                              "region WT, TC, ET (in any order)")
         object.__setattr__(self, "temperature", _channel_temperatures(self.temperature, self.channels, self.id))
 
+    @property
+    def member_runs(self) -> dict[str, WeightFile]:
+        """The ``tumorseg train`` run that made each member file in the repository: ``fold0`` … for ``…-fold0.pt``
+        …, ``foldall`` for ``…-all.pt`` (the scripts that resume, blend and install members go by it)."""
+        runs = {}
+        for weight in self.weights:
+            if weight.path:
+                suffix = Path(weight.path).stem.rsplit("-", 1)[-1]  # brats18-segresnet8-fold0 -> fold0
+                runs["foldall" if suffix == "all" else suffix] = weight
+        return runs
+
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> "ModelSpec":
         data = dict(entry)

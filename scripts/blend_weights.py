@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from TumorSegLib.models import MODELS_DIR, sha256_of  # noqa: E402
+from TumorSegLib.models import MODELS_DIR, get_model, sha256_of  # noqa: E402
 from TumorSegLib.training import blend_weights, export_weights  # noqa: E402
 
 
@@ -32,12 +32,15 @@ def _share(text: str) -> float:
     return share
 
 
-def _installed_blend_of(tuned_file: Path, fold: str) -> bool:
-    """Whether the shipped member of ``fold`` is already a blend made from ``tuned_file`` (its history says so):
-    the shipped member is then no longer the weights the run started from."""
+def _installed_from(tuned_sha: str, start_sha: str, fold: str) -> bool:
+    """Whether ``start`` is the shipped member of ``fold`` made from the tuned weights: the tuned weights
+    themselves, or a blend of them (its history says so). It is then no longer the weights the run started from."""
+    if start_sha == tuned_sha:
+        return True
     history = MODELS_DIR / "training" / f"history_fold{fold}.json"
     record = json.loads(history.read_text()).get("blend", {}) if history.is_file() else {}
-    return tuned_file.is_file() and record.get("tuned_sha256") == sha256_of(tuned_file)
+    shipped = MODELS_DIR / get_model().member_runs[f"fold{fold}"].path
+    return record.get("tuned_sha256") == tuned_sha and start_sha == sha256_of(shipped)
 
 
 def blend_run(run: Path, fold: str, weight: float, start: Path, out: Path) -> Path:
@@ -52,9 +55,10 @@ def blend_run(run: Path, fold: str, weight: float, start: Path, out: Path) -> Pa
                          "started from")
     if out.exists():
         raise SystemExit(f"{out} exists: give another -o (an earlier blend is never overwritten)")
-    if sha256_of(tuned_file) == sha256_of(start):
-        raise SystemExit(f"{start} is this run's own weights (installed already?): give --start the weights the "
-                         "run started from")
+    tuned_sha, start_sha = sha256_of(tuned_file), sha256_of(start)
+    if _installed_from(tuned_sha, start_sha, fold):
+        raise SystemExit(f"{start} is this run's own weights, or a blend of them installed already: give --start "
+                         "the weights the run started from")
     load = dict(map_location="cpu", weights_only=True)  # tensors only: nothing in either file can run
     try:
         blended = blend_weights(torch.load(tuned_file, **load), torch.load(start, **load), weight)
@@ -68,8 +72,8 @@ def blend_run(run: Path, fold: str, weight: float, start: Path, out: Path) -> Pa
     history = json.loads((run / f"fold{fold}" / "history.json").read_text())
     named = start.resolve()  # the repository's own files by their place in it: the record ships with the weights
     named = named.relative_to(ROOT) if named.is_relative_to(ROOT) else named
-    history["blend"] = {"tuned_share": weight, "tuned_sha256": sha256_of(tuned_file), "start": str(named),
-                        "start_sha256": sha256_of(start)}
+    history["blend"] = {"tuned_share": weight, "tuned_sha256": tuned_sha, "start": str(named),
+                        "start_sha256": start_sha}
     (partial / f"fold{fold}" / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     if (run / "train.log").exists():
         shutil.copy2(run / "train.log", partial / "train.log")
@@ -85,10 +89,10 @@ def main() -> None:
     parser.add_argument("--start", type=Path, help="weights the run started from (default: the shipped member)")
     parser.add_argument("-o", "--out", type=Path)
     args = parser.parse_args()
-    start = args.start or MODELS_DIR / f"brats18-segresnet8-{'all' if args.fold == 'all' else 'fold' + args.fold}.pt"
-    if args.start is None and _installed_blend_of(args.run / f"fold{args.fold}" / "model.pt", args.fold):
-        raise SystemExit(f"{start} is a blend of this run, installed already: give --start the weights the run "
-                         "started from")
+    members = get_model().member_runs
+    if f"fold{args.fold}" not in members:
+        parser.error(f"fold {args.fold!r}: give one of {', '.join(run.removeprefix('fold') for run in members)}")
+    start = args.start or MODELS_DIR / members[f"fold{args.fold}"].path
     out = args.out or args.run.with_name(f"{args.run.name}_blend{round(args.weight * 100)}")
     print(blend_run(args.run, args.fold, args.weight, start, out))
 

@@ -75,10 +75,7 @@ def resume_folder(gpu: Path) -> Path:
     """The shipped members as ``resume/fold<k>/model.pt`` with their step counts (``history.json``)."""
     resume = gpu / "resume"
     shutil.rmtree(resume, ignore_errors=True)
-    spec = get_model()
-    for weight in spec.weights:
-        run = weight.path.rsplit("-", 1)[-1].removesuffix(".pt")  # brats18-segresnet8-fold0.pt -> fold0
-        run = "foldall" if run == "all" else run
+    for run, weight in get_model().member_runs.items():
         (resume / run).mkdir(parents=True)
         shutil.copy2(MODELS_DIR / weight.path, resume / run / "model.pt")
         history = MODELS_DIR / "training" / f"history_{run}.json"

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from TumorSegLib.models import MODELS_DIR, REGISTRY_FILE, sha256_of  # noqa: E402
+from TumorSegLib.models import MODELS_DIR, REGISTRY_FILE, get_model, sha256_of  # noqa: E402
 
 
 def weight_sources(folder: Path) -> dict[str, Path]:
@@ -64,11 +64,16 @@ def main() -> None:
     args = parser.parse_args()
     sources = weight_sources(args.folder)
     records = training_records(args.folder, sorted(sources))
+    members = get_model(models_dir=MODELS_DIR).member_runs
+    unknown = sorted(set(sources) - set(members))
+    if unknown:
+        raise SystemExit(f"{args.folder}: {', '.join(unknown)}: no shipped member is made by such a run "
+                         f"(members: {', '.join(sorted(members))})")
     registry_file = MODELS_DIR / REGISTRY_FILE
     registry = json.loads(registry_file.read_text())
     installed = {}
     for run, source in sorted(sources.items()):
-        target = MODELS_DIR / f"brats18-segresnet8-{'all' if run == 'foldall' else run}.pt"
+        target = MODELS_DIR / members[run].path
         shutil.copy2(source, target)
         installed[target.name] = (sha256_of(target), target.stat().st_size)
     for entry in registry["models"]:

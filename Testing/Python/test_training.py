@@ -415,6 +415,11 @@ def check_installing(gpu_out: Path, run_folder: Path, models: Path, monkeypatch)
     assert registered() == registry and hashlib.sha256((models / "brats18-segresnet8-fold1.pt").read_bytes()) \
         .hexdigest() == digest
     shutil.rmtree(run_folder / "fold2")
+    stray = models.parent / "stray"  # a run no shipped member comes from installs nothing
+    shutil.copytree(run_folder / "fold1", stray / "fold7")
+    with pytest.raises(SystemExit, match="fold7: no shipped member is made by such a run"):
+        installed(stray)
+    assert registered() == registry and not (models / "brats18-segresnet8-fold7.pt").exists()
     registry = installed(run_folder)
     digest = hashlib.sha256((run_folder / "fold1" / "model.pt").read_bytes()).hexdigest()
     assert registry["brats18-segresnet8-fold1.pt"] == digest
@@ -522,10 +527,17 @@ def test_a_tuned_member_blended_with_its_start_becomes_a_run_folder_that_install
     assert not (tmp_path / "again").exists()
     installed = tmp_path / "models"  # the shipped member is this run's blend already: no longer its start
     (installed / "training").mkdir(parents=True)
+    shutil.copy(out / "fold1" / "model.pt", installed / start_file.name)
     (installed / "training" / "history_fold1.json").write_text(json.dumps(history))
     monkeypatch.setattr(blend, "MODELS_DIR", installed)
-    with pytest.raises(SystemExit, match="a blend of this run, installed already"):
+    with pytest.raises(SystemExit, match="a blend of them installed already"):
         blended("-o", str(tmp_path / "again"))
+    with pytest.raises(SystemExit, match="a blend of them installed already"):  # named, too
+        blended("--start", str(installed / start_file.name), "-o", str(tmp_path / "again"))
+    with pytest.raises(SystemExit):  # a fold the model has no member for
+        monkeypatch.setattr(sys, "argv", ["blend_weights.py", str(run), "7"])
+        blend.main()
+    assert not (tmp_path / "again").exists()
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         blend_weights(tuned, start, 1.5)
     assert torch.equal(blend_weights(tuned, start, 1.0)[key], tuned[key])
