@@ -151,8 +151,10 @@ class TumorSegApp:
 
         self._stop_watching.append(observe_segment_edits(segmentation, changed))
 
-    def revert(self) -> None:
-        self._attempt(self.web.revert, self.state.ts_revert)
+    def revert(self, region: str) -> None:
+        # The browser sends the region it shows with the click: a selection still on its way as a state update
+        # could otherwise arrive after the click, and the wrong region would be reverted.
+        self._attempt(self.web.revert, region)
 
     def export_labelmap(self) -> None:
         self._attempt(lambda: self._exported([self.web.export_labelmap()]))
@@ -246,7 +248,8 @@ class TumorSegApp:
                 with v.VRow(dense=True, no_gutters=True, classes="mt-1"):
                     v.VSelect(v_model=("ts_revert",), items=("ts_regions",), label="Region", density="compact",
                               hide_details=True)
-                    v.VBtn("Revert to AI", click=self.revert, size="small", classes="ml-1 mt-1", raw_attrs=['data-testid="revert"'])
+                    v.VBtn("Revert to AI", click=(self.revert, "[ts_revert]"), size="small", classes="ml-1 mt-1",
+                          raw_attrs=['data-testid="revert"'])
                 v.VBtn("Save label map", click=self.export_labelmap, size="small", classes="mt-2 mr-1",
                        raw_attrs=['data-testid="export-labels"'])
                 v.VBtn("DICOM SEG + SR", click=self.export_dicom, size="small", classes="mt-2", raw_attrs=['data-testid="export-dicom"'])
