@@ -28,7 +28,10 @@ _TIMELINE_HEADERS = [{"title": t, "key": k} for t, k in (
 
 
 class TumorSegApp:
-    """The trame application around one :class:`WebSession` (one scene per server process)."""
+    """The trame application around one :class:`WebSession` (one scene per server process).
+
+    Buttons that act on a field (folder, region, patient and visit date) send its value with the click: the
+    field's own state update may reach the server after the click, which would then act on the old value."""
 
     def __init__(self, server, web: WebSession, exports_url: str | None = None):
         from trame_slicer.app.logic import LayoutButtonLogic, SegmentEditorLogic
@@ -118,8 +121,8 @@ class TumorSegApp:
             self._attempt(lambda: self.web.load_files(write_client_files_to_dir(files, folder)))
         self.state.ts_upload = None
 
-    def load_folder(self) -> None:
-        self._attempt(self.web.load_folder, self.state.ts_folder)
+    def load_folder(self, folder: str) -> None:
+        self._attempt(self.web.load_folder, folder)
 
     def auto_assign(self) -> None:
         self._attempt(self.web.auto_assign)
@@ -152,8 +155,6 @@ class TumorSegApp:
         self._stop_watching.append(observe_segment_edits(segmentation, changed))
 
     def revert(self, region: str) -> None:
-        # The browser sends the region it shows with the click: a selection still on its way as a state update
-        # could otherwise arrive after the click, and the wrong region would be reverted.
         self._attempt(self.web.revert, region)
 
     def export_labelmap(self) -> None:
@@ -166,9 +167,9 @@ class TumorSegApp:
         self.state.ts_exported = [{"path": str(p), "url": f"{self.exports_url}/{Path(p).relative_to(self.web.output_folder)}"
                                    if self.exports_url else ""} for p in paths]
 
-    def add_visit(self) -> None:
-        self.web.parameters.patientId = self.state.ts_patient or "Patient"
-        self._attempt(self.web.add_visit, self.state.ts_visit_date)
+    def add_visit(self, patient: str, visit_date: str) -> None:
+        self.web.parameters.patientId = patient or "Patient"
+        self._attempt(self.web.add_visit, visit_date)
 
     # --- layout ----------------------------------------------------------------------------------------------
 
@@ -212,7 +213,8 @@ class TumorSegApp:
                 with v.VRow(dense=True, no_gutters=True):
                     v.VTextField(v_model=("ts_folder",), label="or a folder on the server", density="compact",
                                  hide_details=True, raw_attrs=['data-testid="folder"'])
-                    v.VBtn("Load", click=self.load_folder, size="small", classes="ml-1 mt-1", raw_attrs=['data-testid="load"'])
+                    v.VBtn("Load", click=(self.load_folder, "[ts_folder]"), size="small", classes="ml-1 mt-1",
+                          raw_attrs=['data-testid="load"'])
                 for key in SEQUENCES:
                     v.VSelect(v_model=(f"ts_{key}",), items=("ts_volumes",), label=DISPLAY_NAMES[key], clearable=True,
                               density="compact", hide_details=True, classes="mt-1", raw_attrs=[f'data-testid="input-{key}"'])
@@ -263,7 +265,8 @@ class TumorSegApp:
                 v.VTextField(v_model=("ts_patient",), label="Patient", density="compact", hide_details=True)
                 v.VTextField(v_model=("ts_visit_date",), label="Visit date (YYYY-MM-DD)", density="compact",
                              hide_details=True, classes="mt-1", raw_attrs=['data-testid="visit-date"'])
-                v.VBtn("Add visit", click=self.add_visit, size="small", classes="mt-2", raw_attrs=['data-testid="add-visit"'])
+                v.VBtn("Add visit", click=(self.add_visit, "[ts_patient, ts_visit_date]"), size="small", classes="mt-2",
+                      raw_attrs=['data-testid="add-visit"'])
                 v.VDataTable(items=("ts_timeline",), headers=("ts_timeline_headers",), density="compact",
                              hide_default_footer=True, v_if="ts_timeline.length", raw_attrs=['data-testid="timeline"'])
                 html.Img(src=("ts_chart",), v_if="ts_chart", style="width: 100%")
