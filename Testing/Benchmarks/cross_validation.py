@@ -3,9 +3,10 @@
 Each case is segmented by the fold model that never saw it (ensemble member ``k + 1`` for fold ``k``),
 from the original NIfTI files, exactly as ``tumorseg segment`` would. Prints per-case and per-fold
 Dice/HD95 for WT/TC/ET and writes them as JSON; keeps the probabilities (uint8, compressed) for
-post-processing and calibration studies. Shared cases that the shipped split does not list were seen by no
-member: they are segmented by the whole default model (the product as shipped) and reported apart, as
-``unseen``, never mixed into the fold means.
+post-processing and calibration studies. Shared cases that the shipped split does not list are segmented by
+the default model's members that never trained on them (a member's ``training/config_<run>.json`` lists its
+training cases; a member without one was trained on the shipped split) and reported apart, as ``unseen``, never
+mixed into the fold means; each row names the members used.
 
     python Testing/Benchmarks/cross_validation.py [--data ../shared/data/brats2018] [--out runs/cv]
         [--subsets]   also run every sequence subset the model card reports
@@ -34,7 +35,7 @@ from TumorSegLib.training import find_cases
 from TumorSegLib.volume import read_volume
 
 ROOT = Path(__file__).resolve().parents[2]
-UNSEEN = "unseen"  # the fold of a case no member saw
+UNSEEN = "unseen"  # the fold of a case outside the shipped split, segmented by the members that never saw it
 SUBSETS = {"all four": ("t1", "t1c", "t2", "flair"), "T1c+FLAIR": ("t1c", "flair"),
            "FLAIR only": ("flair",), "T1c only": ("t1c",)}
 
@@ -51,6 +52,23 @@ def summarise(rows: list[dict], key: str = "fold") -> dict:
         return out
     groups = sorted({r[key] for r in rows})
     return {**{str(g): mean([r for r in rows if r[key] == g]) for g in groups}, "mean": mean(rows)}
+
+
+def members_unseen_by(spec, case: str, folds: list[list[str]]) -> list[int]:
+    """Indices of the members of ``spec`` that did not train on ``case``. A member's run config lists the cases it
+    trained on; a member without one was trained on the shipped split ``folds`` less its own fold."""
+    run_of = {weight.file_name: run for run, weight in spec.member_runs.items()}  # fold0 … foldall
+    unseen = []
+    for index, weight in enumerate(spec.weights):
+        run = run_of.get(weight.file_name, "")
+        config = MODELS_DIR / "training" / f"config_{run}.json"
+        if config.is_file():
+            trained_on = json.loads(config.read_text()).get("train_cases", [])
+        else:
+            trained_on = [c for k, fold in enumerate(folds) if run != f"fold{k}" for c in fold]
+        if case not in trained_on:
+            unseen.append(index)
+    return unseen
 
 
 def main() -> None:
@@ -77,7 +95,7 @@ def main() -> None:
         for line in partial.read_text().splitlines():
             row = json.loads(line)
             done[(row["case"], row["subset"])] = row
-    def run(case: str, fold, predictor: Predictor) -> None:
+    def run(case: str, fold, predictor: Predictor, members: list[str]) -> None:
         files = cases[case]
         images = {key: read_volume(files[key]) for key in spec.sequences}
         truth = to_internal_labels(read_volume(files["label"]).array)
@@ -92,7 +110,7 @@ def main() -> None:
             metrics = evaluate_labels(result.labels.array, truth, result.labels.spacing, lesion_metrics=False)
             rows.append({"case": case, "fold": fold, "subset": subset_name, "seconds": round(seconds, 1),
                          "metrics": metrics, "not_assessed": list(result.not_assessed),
-                         "et_relabelled_ml": round(result.enhancement.relabelled_ml, 2)})
+                         "et_relabelled_ml": round(result.enhancement.relabelled_ml, 2), "members": members})
             with open(partial, "a") as f:
                 f.write(json.dumps(rows[-1]) + "\n")
             print(f"fold {fold} {case} [{subset_name}] {seconds:.1f}s "
@@ -101,20 +119,26 @@ def main() -> None:
                 np.savez_compressed(out / "probabilities" / f"{case}.npz",
                                     probabilities=np.round(result.probabilities.array * 255).astype(np.uint8))
 
+    def names(members: list[int]) -> list[str]:
+        return [spec.weights[index].file_name for index in members]
+
     for k, fold_cases in enumerate(folds):
         predictor = Predictor(spec, "cpu", members=[k + 1])
         for case in fold_cases:
-            run(case, k, predictor)
+            run(case, k, predictor, names([k + 1]))
     unseen = sorted(set(cases) - set(sum(folds, [])))
-    if unseen:
-        predictor = Predictor(spec, "cpu")  # every member: the default model, none of which saw these cases
-        for case in unseen:
-            run(case, UNSEEN, predictor)
+    for case in unseen:
+        members = members_unseen_by(spec, case, folds)
+        if not members:
+            print(f"{case}: every member trained on it; not segmented")
+            continue
+        run(case, UNSEEN, Predictor(spec, "cpu", members=members), names(members))
     held_out = [r for r in rows if r["fold"] != UNSEEN]
     results = {"model": spec.id, "flips": args.flips, "n4": clinical.n4, "precision": inference_precision("cpu"),
                "by_fold": summarise([r for r in held_out if r["subset"] == "all four"]),
                "by_subset": summarise(held_out, "subset"),
-               "unseen_by_subset": summarise([r for r in rows if r["fold"] == UNSEEN], "subset") if unseen else {},
+               "unseen_by_subset": summarise([r for r in rows if r["fold"] == UNSEEN], "subset")
+               if any(r["fold"] == UNSEEN for r in rows) else {},
                "cases": rows}
     (out / "cross_validation.json").write_text(json.dumps(results, indent=2))
     print(json.dumps({key: results[key] for key in ("by_fold", "by_subset", "unseen_by_subset")}, indent=2))

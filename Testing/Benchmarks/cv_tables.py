@@ -45,8 +45,10 @@ def main() -> None:
     unseen = results.get("unseen_by_subset") or {}
     if unseen:
         print()
-        print("Cases no member saw, segmented by the whole default model:", ", ".join(
-            sorted({c["case"] for c in cases if c["fold"] == "unseen"})))
+        for case in sorted({c["case"] for c in cases if c["fold"] == "unseen"}):
+            members = next(c.get("members") for c in cases if c["case"] == case)
+            print(f"{case}, outside the split, segmented by the members that never trained on it: {', '.join(members)}"
+                  if members else f"{case}, outside the split, segmented by the whole default model (an older run)")
         print(header.format("Sequences given"))
         for subset in ("all four", "T1c+FLAIR", "FLAIR only", "T1c only"):
             if subset in unseen:

@@ -196,3 +196,23 @@ def test_a_temperature_that_is_not_positive_or_has_the_wrong_length_is_refused(t
     spec = get_model("brats18-segresnet8")
     with pytest.raises(ValueError, match=message):
         replace(spec, temperature=temperature)
+
+
+def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_on_them():
+    import importlib.util
+    path = Path(__file__).parents[1] / "Benchmarks" / "cross_validation.py"
+    module_spec = importlib.util.spec_from_file_location("cross_validation", path)
+    cross_validation = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(cross_validation)
+    spec = get_model()
+    folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
+    run_of = {weight.file_name: run for run, weight in spec.member_runs.items()}
+    for k, fold in enumerate(folds):  # a split case: only its own fold's member never trained on it
+        assert cross_validation.members_unseen_by(spec, fold[0], folds) == [k + 1]
+    late_case = "Brats18_TCIA05_396_1"  # shared after the first training; later runs trained on it or held it out
+    members = cross_validation.members_unseen_by(spec, late_case, folds)
+    assert members and 0 in members  # the all-cases member predates it
+    for index, weight in enumerate(spec.weights):
+        config = MODELS_DIR / "training" / f"config_{run_of[weight.file_name]}.json"
+        trained = config.is_file() and late_case in json.loads(config.read_text())["train_cases"]
+        assert (index in members) != trained, weight.file_name
