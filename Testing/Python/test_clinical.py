@@ -106,24 +106,29 @@ def test_co_registered_sequences_are_left_alone_even_where_mutual_information_pr
 
 @pytest.mark.realdata
 def test_segmenting_a_clinical_looking_study_matches_the_aligned_result(case):
-    # Only co-registration and resampling differ between the two runs: N4 (default) is off in both, because on
-    # this case's fragile core (TC 0.79 aligned with N4, 0.60 without) it would swamp what is compared here.
-    # N4's own effect is measured by cross-validation (model card) and tested above.
+    # Only co-registration and resampling differ between the runs: N4 (default) is off in all, because on this
+    # case's fragile core (TC 0.79 aligned with N4, 0.60 without) it would swamp what is compared here. N4's own
+    # effect is measured by cross-validation (model card) and tested above. Thick FLAIR and T2 slices lose
+    # information whatever the registration does (fold 0's member: TC 0.59 -> 0.56 with the grids alone), so the
+    # registration's cost is measured against the same grids unmoved, and the grids' own cost is bounded apart.
     predictor = Predictor(get_model(), "cpu", members=[1])
     images = {key: case[key] for key in ("t1", "t1c", "t2", "flair")}
     truth = to_internal_labels(case["label"].array)
     without_n4 = ClinicalOptions(n4=False)
-    aligned_result = segment(images, predictor=predictor, clinical=without_n4)
-    clinical = dict(images)
-    for key, motion in CLINICAL_MOTION.items():
-        clinical[key], _ = moved_copy(case[key], case["t1c"], *motion)
-    clinical_result = segment(clinical, predictor=predictor, clinical=without_n4)
-    assert clinical_result.labels.shape == case["t1c"].shape
-    assert [r["registered"] for r in clinical_result.registrations] == [False, True, True, True]
-    before = evaluate_labels(aligned_result.labels.array, truth, lesion_metrics=False)
-    after = evaluate_labels(clinical_result.labels.array, truth, lesion_metrics=False)
+    thick, clinical = dict(images), dict(images)
+    for key, (rotation, translation, spacing) in CLINICAL_MOTION.items():
+        thick[key], _ = moved_copy(case[key], case["t1c"], (0, 0, 0), (0, 0, 0), spacing)
+        clinical[key], _ = moved_copy(case[key], case["t1c"], rotation, translation, spacing)
+    results = {name: segment(volumes, predictor=predictor, clinical=without_n4)
+               for name, volumes in (("aligned", images), ("thick", thick), ("clinical", clinical))}
+    assert results["clinical"].labels.shape == case["t1c"].shape
+    assert [r["registered"] for r in results["clinical"].registrations] == [False, True, True, True]
+    dice = {name: {region: m["dice"] for region, m in evaluate_labels(result.labels.array, truth,
+                                                                      lesion_metrics=False).items()}
+            for name, result in results.items()}
     for region in ("WT", "TC", "ET"):
-        assert after[region]["dice"] >= before[region]["dice"] - 0.03, (region, before, after)
+        assert dice["clinical"][region] >= dice["thick"][region] - 0.03, (region, dice)  # the registration's cost
+        assert dice["thick"][region] >= dice["aligned"][region] - 0.05, (region, dice)  # the thick slices' cost
 
 
 @pytest.mark.realdata
