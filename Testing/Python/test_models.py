@@ -211,7 +211,6 @@ def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_o
         assert cross_validation.members_unseen_by(spec, fold[0], folds) == [k + 1]
     late_case = "Brats18_TCIA05_396_1"  # shared after the first training; later runs trained on it or held it out
     members = cross_validation.members_unseen_by(spec, late_case, folds)
-    assert members and 0 in members  # the all-cases member predates it
     for index, weight in enumerate(spec.weights):
         config = MODELS_DIR / "training" / f"config_{run_of[weight.file_name]}.json"
         trained = config.is_file() and late_case in json.loads(config.read_text())["train_cases"]
