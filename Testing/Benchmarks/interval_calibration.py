@@ -66,10 +66,14 @@ def quantile(scores: list[float], coverage: float) -> float:
     return float(ordered[rank - 1])
 
 
+def holds(bounds: tuple[float, float], truth: float) -> bool:
+    return bounds[0] - 1e-9 <= truth <= bounds[1] + 1e-9
+
+
 def covered(row: dict, key: str, q: float) -> bool:
     estimate = row["estimate"][key]
-    margin = q * (estimate + STABILISER_ML)
-    return max(0.0, estimate - margin) - 1e-9 <= row["truth"][key] <= estimate + margin + 1e-9
+    calibration = IntervalCalibration(stabiliser_ml=STABILISER_ML, quantiles={key: q})
+    return holds(calibration.bounds(key, estimate, estimate, estimate), row["truth"][key])
 
 
 def cv_coverage(cv_dir: Path, calibration: IntervalCalibration) -> dict:
@@ -77,10 +81,6 @@ def cv_coverage(cv_dir: Path, calibration: IntervalCalibration) -> dict:
     the fitted interval holds around the reported estimate (and, for ET, spanning the reading before the move)."""
     rows = [json.loads(line) for line in (cv_dir / "cases.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["subset"] == "all four" and r["fold"] != "unseen"]
-
-    def holds(bounds: tuple[float, float], truth: float) -> bool:
-        return bounds[0] - 1e-9 <= truth <= bounds[1] + 1e-9
-
     out = {}
     for region in ("WT", "TC", "ET"):
         counted = {"cases": len(rows), "held": 0}
@@ -91,9 +91,8 @@ def cv_coverage(cv_dir: Path, calibration: IntervalCalibration) -> dict:
             bounds = calibration.bounds(region, estimate, estimate, estimate)
             counted["held"] += holds(bounds, truth)
             if region == "ET":
-                reading = estimate + row.get("et_relabelled_ml", 0.0)
-                other = calibration.bounds(region, reading, reading, reading)
-                counted["held_spanning_the_reading"] += holds((bounds[0], max(bounds[1], other[1])), truth)
+                reading = estimate + row.get("et_relabelled_ml", 0.0)  # the ET drawn before the check moved any
+                counted["held_spanning_the_reading"] += holds(calibration.spanning(region, bounds, reading), truth)
         out[region] = counted
     return out
 

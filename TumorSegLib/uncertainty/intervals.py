@@ -64,6 +64,11 @@ class IntervalCalibration:
         margin = self.quantiles[key] * (estimate + self.stabiliser_ml)
         return max(0.0, min(low, estimate - margin)), max(high, estimate + margin)
 
+    def spanning(self, key: str, bounds: tuple[float, float], reading: float) -> tuple[float, float]:
+        """``bounds`` widened to hold the fitted interval around another ``reading`` of the same volume too."""
+        other = self.bounds(key, reading, reading, reading)
+        return bounds if other is None else (min(bounds[0], other[0]), max(bounds[1], other[1]))
+
 
 @dataclass(frozen=True)
 class VolumeInterval:
@@ -168,16 +173,9 @@ def move_enhancing_to_core(volumes: dict[str, VolumeInterval], final_ml: dict[st
     moved = {"ET": volume_interval("ET", final_ml["ET"], [kept * et for et in enhancing], calibration),
              "NCR": volume_interval("NCR", final_ml["NCR"], [ncr + (1 - kept) * et for ncr, et in zip(core, enhancing)],
                                     calibration)}
-    if calibration is not None:
-        readings = {"ET": final_ml["ET"] + relabelled_ml, "NCR": max(0.0, final_ml["NCR"] - relabelled_ml)}
-        moved = {key: _spanning(interval, calibration.bounds(key, readings[key], readings[key], readings[key]))
-                 for key, interval in moved.items()}
+    readings = {"ET": final_ml["ET"] + relabelled_ml, "NCR": max(0.0, final_ml["NCR"] - relabelled_ml)}
+    for key, interval in moved.items():
+        if interval.calibrated is not None:  # calibrated bounds exist only with a calibration
+            low, high = calibration.spanning(key, interval.calibrated, readings[key])
+            moved[key] = replace(interval, calibrated=(round(low, 3), round(high, 3)))
     return {**volumes, **moved}
-
-
-def _spanning(interval: VolumeInterval, other: tuple[float, float] | None) -> VolumeInterval:
-    """``interval`` with its calibrated bounds widened to hold ``other`` too."""
-    if interval.calibrated is None or other is None:
-        return interval
-    low, high = interval.calibrated
-    return replace(interval, calibrated=(round(min(low, other[0]), 3), round(max(high, other[1]), 3)))
