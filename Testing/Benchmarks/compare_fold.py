@@ -8,7 +8,9 @@ T1c+FLAIR, and each case made non-enhancing (false ET in mL). With ``--shifts`` 
 scanner or protocol might give it (``scanner_shifts.py``: bias field, gamma, noise, thick slices, low resolution,
 mild or strong; all four sequences). Prints per-case rows and the means side by side; writes JSON.
 
-    python Testing/Benchmarks/compare_fold.py FOLD [[NAME=]WEIGHTS ...] [--shifts mild|strong|both] [--shift NAME] [--no-clean]
+FOLD ``all`` compares all-cases networks: on the shared cases outside the split that none of them trained on.
+
+    python Testing/Benchmarks/compare_fold.py FOLD|all [[NAME=]WEIGHTS ...] [--shifts mild|strong|both] [--shift NAME] [--no-clean]
         [--no-shipped] [--no-n4] [--data ../shared/data/brats2018] [--out FILE]
 """
 
@@ -50,16 +52,31 @@ def _named_weights(text: str) -> tuple[str, Path]:
 
 
 def also_held_out(weights: list[tuple[str, Path]], folds: list[list[str]], cases) -> list[str]:
-    """Shared cases outside the shipped split (no shipped member saw them) that every new run held out too (listed
-    as validation cases in the ``config.json`` beside its weights); none when a run has no ``config.json``."""
+    """Shared cases outside the shipped split (no shipped member saw them) that no new run trained on either (by
+    the training cases in the ``config.json`` beside its weights); none when a run has no ``config.json``."""
     unsplit = sorted(set(cases) - {case for fold in folds for case in fold})
     for _, path in weights:
         config = path.parent / "config.json"
         if not config.exists():
             return []
-        held = set(json.loads(config.read_text()).get("val_cases", []))
-        unsplit = [case for case in unsplit if case in held]
+        trained = set(json.loads(config.read_text()).get("train_cases", cases))
+        unsplit = [case for case in unsplit if case not in trained]
     return unsplit
+
+
+def _fold(text: str) -> int | str:
+    if text != "all" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fold index (0, 1, ...) or all")
+    return text if text == "all" else int(text)
+
+
+def shipped_member(spec, fold: int | str) -> int:
+    """Index of the shipped ensemble member made by that fold's run (``all``: the all-cases member)."""
+    runs = spec.member_runs
+    name = f"fold{fold}"
+    if name not in runs:
+        raise SystemExit(f"compare_fold.py: model {spec.id} has no member from run {name} (it has {', '.join(runs)})")
+    return list(spec.weights).index(runs[name])
 
 
 def main() -> None:
@@ -68,7 +85,7 @@ def main() -> None:
     from scanner_shifts import SHIFTS, STRONG_SHIFTS, shifted
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("fold", type=int)
+    parser.add_argument("fold", type=_fold, help="fold index, or all (the all-cases member)")
     parser.add_argument("weights", type=_named_weights, nargs="*", help="[NAME=]PATH of fold weights")
     parser.add_argument("--shifts", choices=("mild", "strong", "both"), help="also these scanner/protocol changes")
     parser.add_argument("--shift", action="append", default=[], metavar="NAME", help="also this one change (repeatable)")
@@ -82,7 +99,7 @@ def main() -> None:
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
     predictors = {name: load_predictor(spec, path) for name, path in args.weights}
     if not args.no_shipped:
-        predictors["shipped"] = Predictor(spec, "cpu", members=[args.fold + 1])
+        predictors["shipped"] = Predictor(spec, "cpu", members=[shipped_member(spec, args.fold)])
     subsets = {} if args.no_clean else dict(SUBSETS)
     every_shift = {**SHIFTS, **STRONG_SHIFTS}
     shifts = list({"mild": SHIFTS, "strong": STRONG_SHIFTS, "both": every_shift}.get(args.shifts, {}))
@@ -97,7 +114,10 @@ def main() -> None:
     if extra:
         print(f"also held out by every network compared (outside the shipped split): {', '.join(extra)}")
     rows = []
-    for case in folds[args.fold] + extra:
+    held_out = ([] if args.fold == "all" else folds[args.fold]) + extra
+    if not held_out:
+        raise SystemExit(f"compare_fold.py: no shared case is held out by every network compared on fold {args.fold}")
+    for case in held_out:
         images = {key: read_volume(cases[case][key]) for key in spec.sequences}
         truth = to_internal_labels(read_volume(cases[case]["label"]).array)
         inputs = {subset: {key: images[key] for key in keys} for subset, keys in subsets.items() if subset in SUBSETS}
