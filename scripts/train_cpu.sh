@@ -11,6 +11,8 @@
 # (warm-up, then cosine to 0). Output: runs/cpu_fold<FOLD>/ (train.log, fold<FOLD>/model.pt, history, config).
 # Then compare it with the shipped member on the cases it never saw, and install it only if it is better:
 #   python Testing/Benchmarks/compare_fold.py FOLD runs/cpu_fold<FOLD>/fold<FOLD>/model.pt
+# (FOLD all has no held-out fold: it is judged on shared cases outside the split that it did not train on, e.g.
+# DATA=a folder of the cache's .npz files without them.)
 #   python scripts/install_trained_weights.py runs/cpu_fold<FOLD>
 # Settings (environment): LEARNING_RATE (default 5e-4: fine-tuning), REMOVE_ENHANCEMENT (0.3), SCANNER_SHIFT (0),
 # PYTHON (default .venv/bin/python), DATA (default ../shared/data/brats2018), GPU_DIR (default .gpu: the cache
