@@ -11,9 +11,9 @@
 # (warm-up, then cosine to 0). Output: runs/cpu_fold<FOLD>/ (train.log, fold<FOLD>/model.pt, history, config).
 # Then compare it with the shipped member on the cases it never saw, and install it only if it is better:
 #   python Testing/Benchmarks/compare_fold.py FOLD runs/cpu_fold<FOLD>/fold<FOLD>/model.pt
-# (FOLD all has no held-out fold: it is judged on shared cases outside the split that it did not train on, e.g.
-# DATA=a folder of the cache's .npz files without them.)
 #   python scripts/install_trained_weights.py runs/cpu_fold<FOLD>
+# FOLD all has no held-out fold: compare_fold.py judges it on shared cases outside the split that it did not train
+# on (leave them out with DATA=a folder of the cache's .npz files without them).
 # Settings (environment): LEARNING_RATE (default 5e-4: fine-tuning), REMOVE_ENHANCEMENT (0.3), SCANNER_SHIFT (0),
 # PYTHON (default .venv/bin/python), DATA (default ../shared/data/brats2018), GPU_DIR (default .gpu: the cache
 # and the weights to start from), OUT_DIR (default runs/cpu_fold<FOLD>), FOLDS (the split, default the shipped

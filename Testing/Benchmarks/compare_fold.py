@@ -10,8 +10,8 @@ mild or strong; all four sequences). Prints per-case rows and the means side by 
 
 FOLD ``all`` compares all-cases networks: on the shared cases outside the split that none of them trained on.
 
-    python Testing/Benchmarks/compare_fold.py FOLD|all [[NAME=]WEIGHTS ...] [--shifts mild|strong|both] [--shift NAME] [--no-clean]
-        [--no-shipped] [--no-n4] [--data ../shared/data/brats2018] [--out FILE]
+    python Testing/Benchmarks/compare_fold.py FOLD|all [[NAME=]WEIGHTS ...] [--shifts mild|strong|both]
+        [--shift NAME] [--no-clean] [--no-shipped] [--no-n4] [--data ../shared/data/brats2018] [--out FILE]
 """
 
 from __future__ import annotations

@@ -198,12 +198,17 @@ def test_a_temperature_that_is_not_positive_or_has_the_wrong_length_is_refused(t
         replace(spec, temperature=temperature)
 
 
-def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_on_them():
+def _benchmark(name: str):
     import importlib.util
-    path = Path(__file__).parents[1] / "Benchmarks" / "cross_validation.py"
-    module_spec = importlib.util.spec_from_file_location("cross_validation", path)
-    cross_validation = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(cross_validation)
+    path = Path(__file__).parents[1] / "Benchmarks" / f"{name}.py"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_on_them():
+    cross_validation = _benchmark("cross_validation")
     spec = get_model()
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
     run_of = {weight.file_name: run for run, weight in spec.member_runs.items()}
@@ -215,3 +220,21 @@ def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_o
         config = MODELS_DIR / "training" / f"config_{run_of[weight.file_name]}.json"
         trained = config.is_file() and late_case in json.loads(config.read_text())["train_cases"]
         assert (index in members) != trained, weight.file_name
+
+
+def test_compare_fold_judges_each_run_against_its_own_member_on_cases_it_never_trained_on(tmp_path):
+    compare_fold = _benchmark("compare_fold")
+    spec = get_model()
+    names = [weight.name for weight in spec.weights]
+    chosen = [names[compare_fold.shipped_member(spec, fold)] for fold in ("all", 0, 4)]
+    assert chosen == ["all cases", "fold 0", "fold 4"]
+    folds = [["A", "B"], ["C"]]
+    cases = {"A": {}, "B": {}, "C": {}, "Late": {}}  # "Late": shared after the split was made
+    runs = {}
+    for run, trained in (("all28", ["A", "B", "C"]), ("all29", ["A", "B", "C", "Late"])):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "config.json").write_text(json.dumps({"train_cases": trained, "val_cases": []}))
+        runs[run] = (run, tmp_path / run / "model.pt")
+    assert compare_fold.also_held_out([runs["all28"]], folds, cases) == ["Late"]
+    assert compare_fold.also_held_out([runs["all28"], runs["all29"]], folds, cases) == []
+    assert compare_fold.also_held_out([("bare", tmp_path / "model.pt")], folds, cases) == []  # no config: none
