@@ -123,6 +123,15 @@ class ModelSpec:
                 runs["foldall" if suffix == "all" else suffix] = weight
         return runs
 
+    def member_index(self, run: str) -> int:
+        """Position in ``weights`` (what ``Predictor(members=...)`` takes) of the member made by ``run``: ``fold0``
+        ... or ``foldall``, as :attr:`member_runs` names them."""
+        runs = self.member_runs
+        if run not in runs:
+            raise ValueError(f"model '{self.id}' has no member made by run {run!r} "
+                             f"(it has {', '.join(runs) or 'none'})")
+        return list(self.weights).index(runs[run])
+
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> "ModelSpec":
         data = dict(entry)

@@ -1,6 +1,6 @@
 """Calibration and usefulness of TumorSeg's uncertainty on the shared BraTS cases, for the model card.
 
-Each case is predicted by the fold network that never saw it (ensemble member ``k + 1`` for fold ``k``,
+Each case is predicted by the fold network that never saw it (the ensemble member made by run ``fold<k>``,
 split from ``Resources/Models/training/folds.json``), with the registry temperature set to 1, and sampled
 with :func:`TumorSegLib.uncertainty.estimate_uncertainty` (default: 4 test-time flips). Results are mapped
 back to the case's own grid and compared with the expert labels:
@@ -239,7 +239,7 @@ def main() -> None:
     for case, k in order:
         if case in rows and (out / "samples" / f"{case}.npz").exists():
             continue
-        predictor = predictors.setdefault(k, Predictor(spec, "cpu", members=[k + 1]))
+        predictor = predictors.setdefault(k, Predictor(spec, "cpu", members=[spec.member_index(f"fold{k}")]))
         row, sample = study_case(case, k, files[case], predictor, args, rng)
         np.savez_compressed(out / "samples" / f"{case}.npz", **sample)
         rows[case] = row

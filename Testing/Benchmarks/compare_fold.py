@@ -70,15 +70,6 @@ def _fold(text: str) -> int | str:
     return text if text == "all" else int(text)
 
 
-def shipped_member(spec, fold: int | str) -> int:
-    """Index of the shipped ensemble member made by that fold's run (``all``: the all-cases member)."""
-    runs = spec.member_runs
-    name = f"fold{fold}"
-    if name not in runs:
-        raise SystemExit(f"compare_fold.py: model {spec.id} has no member from run {name} (it has {', '.join(runs)})")
-    return list(spec.weights).index(runs[name])
-
-
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from enhancement_study import made_non_enhancing
@@ -99,7 +90,11 @@ def main() -> None:
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
     predictors = {name: load_predictor(spec, path) for name, path in args.weights}
     if not args.no_shipped:
-        predictors["shipped"] = Predictor(spec, "cpu", members=[shipped_member(spec, args.fold)])
+        try:
+            shipped = spec.member_index(f"fold{args.fold}")
+        except ValueError as error:
+            parser.error(str(error))
+        predictors["shipped"] = Predictor(spec, "cpu", members=[shipped])
     subsets = {} if args.no_clean else dict(SUBSETS)
     every_shift = {**SHIFTS, **STRONG_SHIFTS}
     shifts = list({"mild": SHIFTS, "strong": STRONG_SHIFTS, "both": every_shift}.get(args.shifts, {}))

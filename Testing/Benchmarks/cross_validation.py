@@ -1,6 +1,6 @@
 """Cross-validation of the embedded model with the full pipeline, on the shared BraTS 2018 cases.
 
-Each case is segmented by the fold model that never saw it (ensemble member ``k + 1`` for fold ``k``),
+Each case is segmented by the fold model that never saw it (the ensemble member made by run ``fold<k>``),
 from the original NIfTI files, exactly as ``tumorseg segment`` would. Prints per-case and per-fold
 Dice/HD95 for WT/TC/ET and writes them as JSON; keeps the probabilities (uint8, compressed) for
 post-processing and calibration studies. Shared cases that the shipped split does not list are segmented by
@@ -123,9 +123,10 @@ def main() -> None:
         return [spec.weights[index].file_name for index in members]
 
     for k, fold_cases in enumerate(folds):
-        predictor = Predictor(spec, "cpu", members=[k + 1])
+        member = spec.member_index(f"fold{k}")
+        predictor = Predictor(spec, "cpu", members=[member])
         for case in fold_cases:
-            run(case, k, predictor, names([k + 1]))
+            run(case, k, predictor, names([member]))
     unseen = sorted(set(cases) - set(sum(folds, [])))
     for case in unseen:
         members = members_unseen_by(spec, case, folds)

@@ -81,7 +81,7 @@ def predict(out: Path, folds: list[list[str]], cases: dict, spec, n4: bool) -> N
         for case in fold_cases:
             if all((out / f"{case}_{kind}.npz").exists() for kind in ("original", "nonenhancing")):
                 continue
-            predictor = predictor or Predictor(spec, "cpu", members=[k + 1])
+            predictor = predictor or Predictor(spec, "cpu", members=[spec.member_index(f"fold{k}")])
             images = case_images(cases[case], spec, n4)
             truth = to_internal_labels(read_volume(cases[case]["label"]).array)
             for kind, (inputs, _) in (("original", (images, truth)), ("nonenhancing", made_non_enhancing(images, truth))):

@@ -226,8 +226,10 @@ def test_compare_fold_judges_each_run_against_its_own_member_on_cases_it_never_t
     compare_fold = _benchmark("compare_fold")
     spec = get_model()
     names = [weight.name for weight in spec.weights]
-    chosen = [names[compare_fold.shipped_member(spec, fold)] for fold in ("all", 0, 4)]
+    chosen = [names[spec.member_index(run)] for run in ("foldall", "fold0", "fold4")]
     assert chosen == ["all cases", "fold 0", "fold 4"]
+    with pytest.raises(ValueError, match="no member made by run 'fold9'"):
+        spec.member_index("fold9")
     folds = [["A", "B"], ["C"]]
     cases = {"A": {}, "B": {}, "C": {}, "Late": {}}  # "Late": shared after the split was made
     runs = {}
