@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from Testing.script_modules import load_script
 from TumorSegLib.models import (
     MODELS_DIR,
     WeightFile,
@@ -198,17 +199,8 @@ def test_a_temperature_that_is_not_positive_or_has_the_wrong_length_is_refused(t
         replace(spec, temperature=temperature)
 
 
-def _benchmark(name: str):
-    import importlib.util
-    path = Path(__file__).parents[1] / "Benchmarks" / f"{name}.py"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_on_them():
-    cross_validation = _benchmark("cross_validation")
+    cross_validation = load_script("Testing/Benchmarks/cross_validation.py")
     spec = get_model()
     folds = json.loads((MODELS_DIR / "training" / "folds.json").read_text())["folds"]
     run_of = {weight.file_name: run for run, weight in spec.member_runs.items()}
@@ -223,7 +215,7 @@ def test_cases_outside_the_split_are_tested_only_by_members_that_never_trained_o
 
 
 def test_compare_fold_judges_each_run_against_its_own_member_on_cases_it_never_trained_on(tmp_path):
-    compare_fold = _benchmark("compare_fold")
+    compare_fold = load_script("Testing/Benchmarks/compare_fold.py")
     spec = get_model()
     names = [weight.name for weight in spec.weights]
     chosen = [names[spec.member_index(run)] for run in ("foldall", "fold0", "fold4")]

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from Testing.script_modules import load_script
 from TumorSegLib.inference import inference_precision
 from TumorSegLib.training import QUANT_SCALE, TrainConfig, cache_case, find_cases, load_cached_case, make_folds, train
 
@@ -208,12 +209,7 @@ def test_the_train_command_refuses_a_bad_fold_and_a_split_of_other_cases(tiny_br
 
 
 def test_the_gpu_cache_is_compressed_into_parts_that_each_fit_one_device_call(tmp_path):
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("gpu_prepare", root / "scripts" / "gpu_prepare.py")
-    gpu_prepare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_prepare)
+    gpu_prepare = load_script("scripts/gpu_prepare.py")
     cache, gpu = tmp_path / "cache", tmp_path / ".gpu"
     cache.mkdir()
     rng = np.random.default_rng(0)
@@ -383,15 +379,11 @@ def test_the_gpu_training_script_runs_end_to_end_on_the_cpu_in_a_tiny_configurat
 def check_installing(gpu_out: Path, run_folder: Path, models: Path, monkeypatch) -> None:
     """scripts/install_trained_weights.py into a copy of the registry: what a GPU brought back, then a run folder."""
     import hashlib
-    import importlib.util
     import sys
 
     from TumorSegLib.models import MODELS_DIR, REGISTRY_FILE
 
-    spec = importlib.util.spec_from_file_location("install", Path(__file__).parents[2] / "scripts" /
-                                                  "install_trained_weights.py")
-    install = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(install)
+    install = load_script("scripts/install_trained_weights.py")
     (models / "training").mkdir(parents=True)
     shutil.copy(MODELS_DIR / REGISTRY_FILE, models / REGISTRY_FILE)
     monkeypatch.setattr(install, "MODELS_DIR", models)
@@ -476,7 +468,6 @@ def test_the_cpu_training_script_carries_a_shipped_member_on_and_resumes(tiny_br
 def test_a_tuned_member_blended_with_its_start_becomes_a_run_folder_that_installs(tmp_path, monkeypatch):
     # scripts/blend_weights.py on a shipped member and a "tuned" copy of it: the blend is the tensors' mean, the run's
     # records travel with it, and nothing is overwritten or blended with the wrong weights.
-    import importlib.util
     import sys
 
     import torch
@@ -493,9 +484,7 @@ def test_a_tuned_member_blended_with_its_start_becomes_a_run_folder_that_install
     (run / "fold1" / "config.json").write_text(json.dumps({"train_cases": ["A"], "val_cases": ["B"]}))
     (run / "fold1" / "history.json").write_text(json.dumps({"summary": {"steps": 2140}, "history": []}))
     (run / "train.log").write_text("[train] fold1 done\n")
-    spec = importlib.util.spec_from_file_location("blend", Path(__file__).parents[2] / "scripts" / "blend_weights.py")
-    blend = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(blend)
+    blend = load_script("scripts/blend_weights.py")
 
     def blended(*extra: str) -> Path:
         monkeypatch.setattr(sys, "argv", ["blend_weights.py", str(run), "1", *extra])
