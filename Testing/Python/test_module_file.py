@@ -6,18 +6,15 @@ wrapper does: strings as parameters, nodes as references named after the field),
 method the widget calls runs against real MRML.
 """
 
-import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from Testing.conftest import brain_phantom
+from Testing.script_modules import load_script
 from TumorSegLib import scene as mrml
-
-MODULE_FILE = Path(__file__).resolve().parents[2] / "TumorSeg" / "TumorSeg.py"
 
 
 def _parameter_node_wrapper(cls):
@@ -84,10 +81,7 @@ def module(slicer_app, monkeypatch):
     }
     for name, stub in stubs.items():
         monkeypatch.setitem(sys.modules, name, stub)
-    spec = importlib.util.spec_from_file_location("TumorSeg", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
+    return load_script("TumorSeg/TumorSeg.py")  # loaded as "TumorSeg", the name Slicer gives it
 
 
 def test_module_file_declares_title_category_and_citations(module):
